@@ -1,0 +1,188 @@
+"""The ``ct-slice-synthesis`` command: ``synthesize`` and ``train``.
+
+Every documented failure prints one line ``ct-slice-synthesis: error: …`` and exits non-zero, with the input
+untouched and no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .config import SUPPORTED_SCALES
+from .errors import CTSliceSynthesisError, InputError, OutputError, SynthesisCancelled
+
+PROGRAM = "ct-slice-synthesis"
+EXIT_ERROR = 2
+EXIT_INTERNAL = 1
+EXIT_CANCELLED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake on one line instead of usage + message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{PROGRAM}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line interface."""
+    parser = OneLineParser(prog=PROGRAM, description="Thick-slice CT → thin-slice CT (Fang et al., CVPR 2022).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    synth = commands.add_parser("synthesize", help="synthesize thin slices of a NIfTI volume")
+    synth.add_argument("--input", required=True, type=Path, help="thick-slice CT volume (.nii or .nii.gz, HU)")
+    synth.add_argument("--output", required=True, type=Path, help="where to write the result (.nii or .nii.gz)")
+    synth.add_argument("--scale", required=True, type=int, help="slices per input gap: 2, 3 or 4")
+    synth.add_argument("--model", type=Path, help="checkpoint to use (default: the bundled model for --scale)")
+    synth.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    synth.add_argument(
+        "--axis", default="auto", help="thick voxel axis 0, 1 or 2 (default: the axis with the largest spacing)"
+    )
+    synth.add_argument("--disagreement", type=Path, help="also write the cross-view disagreement map (HU) here")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from .train_cli import add_train_arguments
+
+    add_train_arguments(commands.add_parser("train", help="self-supervised training or fine-tuning"))
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    try:
+        if args.command == "synthesize":
+            return run_synthesize(args)
+        from .train_cli import run_train
+
+        return run_train(args)
+    except (SynthesisCancelled, KeyboardInterrupt):
+        print(f"{PROGRAM}: cancelled; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except CTSliceSynthesisError as error:
+        print(f"{PROGRAM}: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"{PROGRAM}: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # noqa: BLE001 - the last line of defence of a CLI
+        if args.debug:
+            raise
+        print(f"{PROGRAM}: internal error: {type(error).__name__}: {one_line(error)} (rerun with --debug)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an exception's message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_output_path(output: Path, inputs: List[Path], overwrite: bool) -> None:
+    """Refuse outputs that would overwrite an input, an existing file (without ``--overwrite``) or cannot be
+    written; done before any computation."""
+    from .nifti_io import is_nifti_path
+
+    if not is_nifti_path(output):
+        raise OutputError(f"output {output} must end in .nii or .nii.gz")
+    for source in inputs:
+        same_file = source.exists() and output.exists() and os.path.samefile(source, output)
+        if same_file or output.resolve() == source.resolve():
+            raise OutputError(f"output {output} is the input file: choose another name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output {output} exists: pass --overwrite to replace it")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} is not writable")
+
+
+def parse_axis(text: str) -> Optional[int]:
+    """``auto`` → None, else 0, 1 or 2."""
+    if text == "auto":
+        return None
+    if text not in ("0", "1", "2"):
+        raise InputError(f"--axis must be auto, 0, 1 or 2, got {text!r}")
+    return int(text)
+
+
+def run_synthesize(args: argparse.Namespace) -> int:
+    """``synthesize``: read, synthesize, write atomically."""
+    from .geometry import is_isotropic, thick_axis, upsampled_affine, voxel_spacing
+
+    if args.scale not in SUPPORTED_SCALES:
+        raise InputError(f"unsupported scale {args.scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    axis_choice = parse_axis(args.axis)
+    outputs = [args.output] + ([args.disagreement] if args.disagreement else [])
+    for output in outputs:
+        check_output_path(output, [args.input], args.overwrite)
+    if args.disagreement and args.disagreement.resolve() == args.output.resolve():
+        raise OutputError("--disagreement must differ from --output")
+
+    from .inference import check_volume, synthesize_volume
+    from .model_store import load_model
+    from .nifti_io import read_nifti, write_nifti
+
+    volume = read_nifti(args.input)
+    spacing = voxel_spacing(volume.affine)
+    axis = thick_axis(spacing) if axis_choice is None else axis_choice
+    check_volume(volume.data, args.scale, axis)
+    if axis_choice is None and is_isotropic(spacing):
+        print(
+            f"{PROGRAM}: warning: voxels are isotropic ({spacing[axis]:.3g} mm): there are no thick slices; "
+            f"up-sampling axis {axis} anyway (choose with --axis)",
+            file=sys.stderr,
+        )
+    model = load_model(args.model, args.scale, args.device)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    say(
+        f"{args.input.name}: {volume.data.shape} {volume.data.dtype}, spacing "
+        f"{' × '.join(f'{s:.3g}' for s in spacing)} mm, thick axis {axis}; model {model.model_id} "
+        f"({model.preset}, ×{model.scale}) on {model.device}"
+    )
+    started = time.perf_counter()
+    result = _synthesize_with_bar(volume.data, args, model, axis)
+    elapsed = time.perf_counter() - started
+    affine = upsampled_affine(volume.affine, axis, args.scale)
+    write_nifti(args.output, result.volume, affine, volume.header)
+    if args.disagreement is not None and result.disagreement is not None:
+        write_nifti(args.disagreement, result.disagreement.astype(np.float32), affine, volume.header)
+    say(
+        f"wrote {args.output} {result.volume.shape}, spacing {spacing[axis] / args.scale:.4g} mm along axis "
+        f"{axis}, in {elapsed:.1f} s"
+    )
+    return 0
+
+
+def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis: int):
+    from tqdm import tqdm
+
+    from .inference import synthesize_volume
+
+    with tqdm(total=100, disable=args.quiet, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.set_description(message)
+            bar.update(round(100 * fraction) - bar.n)
+
+        return synthesize_volume(
+            data, args.scale, model, axis=axis, progress=progress, with_disagreement=args.disagreement is not None
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

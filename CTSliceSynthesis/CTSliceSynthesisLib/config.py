@@ -1,0 +1,84 @@
+"""Model sizes as configuration: the authors' ``paper`` preset and the CPU-friendly ``lite`` preset."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict
+
+SUPPORTED_SCALES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class SIntConfig:
+    """Sizes of SInt-A, the axial slice interpolator (spec §2).
+
+    The feature width is ``stem_channels * block**2`` (space-to-depth with block ``block``).
+    """
+
+    stem_channels: int = 3
+    block: int = 8
+    blocks_per_group: int = 12
+    ca_reduction: int = 16
+    memory_items: int = 10
+
+    @property
+    def width(self) -> int:
+        """Feature width C of the residual groups (= memory item dimension d)."""
+        return self.stem_channels * self.block**2
+
+
+@dataclass(frozen=True)
+class PIntConfig:
+    """Sizes of PInt, the coronal/sagittal z super-resolution net (spec §4)."""
+
+    width: int = 32
+    groups: int = 5
+    blocks_per_group: int = 8
+    ca_reduction: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build the two networks for one up-sampling factor."""
+
+    preset: str
+    scale: int
+    sint: SIntConfig = field(default_factory=SIntConfig)
+    pint: PIntConfig = field(default_factory=PIntConfig)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SUPPORTED_SCALES:
+            raise ValueError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-dict form, safe to store in a ``weights_only`` checkpoint."""
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: Dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`."""
+        return ModelConfig(
+            preset=str(data["preset"]),
+            scale=int(data["scale"]),
+            sint=SIntConfig(**data["sint"]),
+            pint=PIntConfig(**data["pint"]),
+        )
+
+
+PRESETS: Dict[str, tuple] = {
+    # The authors' sizes (code-exact): 53,460,586 + 891,839 parameters at r = 2.
+    "paper": (SIntConfig(), PIntConfig()),
+    # CPU default (spec §14 lite-B): C = 64 = 1·8², 2 RCABs per group; PInt 16 channels, 2 groups × 2 blocks.
+    "lite": (
+        SIntConfig(stem_channels=1, block=8, blocks_per_group=2),
+        PIntConfig(width=16, groups=2, blocks_per_group=2),
+    ),
+}
+
+
+def model_config(preset: str, scale: int) -> ModelConfig:
+    """Return the :class:`ModelConfig` of a named preset for factor ``scale``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
+    sint, pint = PRESETS[preset]
+    return ModelConfig(preset=preset, scale=scale, sint=sint, pint=pint)

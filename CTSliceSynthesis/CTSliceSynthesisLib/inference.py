@@ -1,0 +1,214 @@
+"""Whole-volume synthesis: SInt-A on axial pairs, PInt on coronal and sagittal images, eq. 7 fusion.
+
+Work is streamed in chunks: SInt pairs and PInt images are processed a few at a time and summed into one
+float32 accumulator that holds only the synthesized slices, so the peak memory is about the input, the output
+and that accumulator. Acquired slices are copied from the input, bit-exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .config import SUPPORTED_SCALES
+from .errors import InputError, SynthesisCancelled
+from .geometry import upsampled_length
+from .intensity import HU_MAX, HU_MIN, hu_to_unit
+from .model_store import SynthesisModel
+from .views import interpolate_axial, new_positions
+
+ProgressCallback = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+# Budgets per network call, in input pixels: large enough to keep the conv kernels busy, small enough that the
+# activations stay in cache-friendly sizes (tuned on 2 CPU cores; see Testing/benchmarks).
+SINT_PIXELS_PER_CALL = 2 * 512 * 512
+PINT_PIXELS_PER_CALL = 64 * 1024
+
+
+@dataclass
+class SynthesisResult:
+    """The synthesized volume (input dtype) and, if asked for, the cross-view disagreement in HU (float32).
+
+    The disagreement is the standard deviation of the three views (SInt-A, PInt-C, PInt-S) at each synthesized
+    voxel, and 0 at acquired slices.
+    """
+
+    volume: np.ndarray
+    disagreement: Optional[np.ndarray] = None
+
+
+def check_volume(volume: np.ndarray, scale: int, axis: int) -> None:
+    """Raise :class:`InputError` (one line) if ``volume`` cannot be synthesized along ``axis`` by ``scale``."""
+    if scale not in SUPPORTED_SCALES:
+        raise InputError(f"unsupported scale {scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    if volume.ndim != 3:
+        raise InputError(f"expected a 3-D volume, got {volume.ndim}-D data of shape {volume.shape}")
+    if volume.dtype.kind not in "iuf":
+        raise InputError(f"expected a scalar intensity volume, got voxel type {volume.dtype}")
+    if not -3 <= axis <= 2:
+        raise InputError(f"axis must be 0, 1 or 2, got {axis}")
+    if volume.shape[axis] < 2:
+        raise InputError(f"need at least 2 slices along the thick axis, got {volume.shape[axis]}")
+    if min(volume.shape) < 1:
+        raise InputError(f"empty volume of shape {volume.shape}")
+    if volume.dtype.kind == "f":
+        bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
+        if bad:
+            raise InputError(f"the volume has {bad} NaN or infinite voxels")
+
+
+def synthesize_volume(
+    volume: np.ndarray,
+    scale: int,
+    model: SynthesisModel,
+    *,
+    axis: int = 2,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+    with_disagreement: bool = False,
+) -> SynthesisResult:
+    """Synthesize ``scale − 1`` slices between each pair of neighbouring slices along ``axis``.
+
+    ``volume`` is in HU, any axis order; the result has ``(n − 1)·scale + 1`` slices along ``axis``, the
+    input's dtype (integers rounded and clipped to the dtype's range), and ``result[::scale] == volume`` along
+    ``axis`` exactly. Synthesized voxels are clipped to [−1024, 3072] HU, the networks' range.
+    ``progress(fraction, message)`` is called as work completes; ``cancel()`` returning True stops the work
+    with :class:`SynthesisCancelled`.
+    """
+    check_volume(volume, scale, axis)
+    if model.scale != scale:
+        raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
+    source = np.moveaxis(volume, axis, 0)
+    run = _Synthesis(source, model, progress, cancel)
+    axial = run.axial()
+    coronal_minus_axial = run.pixel_view(axial, view="coronal")
+    sagittal_minus_axial = run.pixel_view(axial, view="sagittal")
+    # eq. 7 at synthesized slices: (A + C + S)/3 = A + ((C − A) + (S − A))/3.
+    fused = coronal_minus_axial + sagittal_minus_axial
+    fused /= 3.0
+    fused += axial
+    disagreement = None
+    if with_disagreement:
+        disagreement = _view_spread(coronal_minus_axial, sagittal_minus_axial, source.shape, scale)
+        disagreement = np.moveaxis(disagreement, 0, axis)
+    del coronal_minus_axial, sagittal_minus_axial, axial
+    output = _assemble(source, fused, scale)
+    run.report(1.0, "done")
+    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement)
+
+
+class _Synthesis:
+    """One synthesis run over a z-first volume ``(S, H, W)``; keeps progress accounting and cancellation."""
+
+    def __init__(
+        self,
+        source: np.ndarray,
+        model: SynthesisModel,
+        progress: Optional[ProgressCallback],
+        cancel: Optional[CancelCheck],
+    ) -> None:
+        self.source = source
+        self.model = model
+        self.scale = model.scale
+        self.progress = progress
+        self.cancel = cancel
+        slices, height, width = source.shape
+        self.new_count = (slices - 1) * (self.scale - 1)
+        self.new_index = new_positions(upsampled_length(slices, self.scale), self.scale)
+        # Progress is counted in input pixels processed: the axial pass, then two image views.
+        self.total_work = 3.0 * slices * height * width
+        self.done_work = 0.0
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(min(max(fraction, 0.0), 1.0), message)
+
+    def _step(self, work: float, message: str) -> None:
+        if self.cancel is not None and self.cancel():
+            raise SynthesisCancelled("synthesis cancelled")
+        self.done_work += work
+        self.report(self.done_work / self.total_work, message)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return hu_to_unit(tensor).to(self.model.device)
+
+    @torch.no_grad()
+    def axial(self) -> np.ndarray:
+        """SInt-A on every neighbouring pair: ``(n_new, H, W)`` float32, normalised units."""
+        slices, height, width = self.source.shape
+        result = np.empty((self.new_count, height, width), dtype=np.float32)
+        pairs_per_call = max(1, SINT_PIXELS_PER_CALL // (height * width))
+        sint, per_pair = self.model.networks.sint, self.scale - 1
+        for start in range(0, slices - 1, pairs_per_call):
+            stop = min(start + pairs_per_call, slices - 1)
+            stack = self._tensor(self.source[start : stop + 1])[None]
+            new, _, _ = interpolate_axial(sint, stack)
+            result[start * per_pair : stop * per_pair] = new[0].float().cpu().numpy()
+            self._step((stop - start) * height * width, "axial view (SInt-A)")
+        return result
+
+    @torch.no_grad()
+    def pixel_view(self, axial: np.ndarray, view: str) -> np.ndarray:
+        """PInt on the coronal or sagittal images, minus the axial estimate: ``(n_new, H, W)`` float32."""
+        slices, height, width = self.source.shape
+        images_along = 1 if view == "coronal" else 2  # coronal images fix axis H (1 of S,H,W), sagittal fix W
+        count = self.source.shape[images_along]
+        in_plane = width if view == "coronal" else height
+        per_call = max(1, PINT_PIXELS_PER_CALL // (in_plane * slices))
+        pint = self.model.networks.pint
+        result = np.empty_like(axial)
+        for start in range(0, count, per_call):
+            stop = min(start + per_call, count)
+            if view == "coronal":
+                chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)  # (h, W, S)
+            else:
+                chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)  # (w, H, S)
+            out = pint(chunk[:, None])[:, 0, :, self.new_index.to(chunk.device)].float().cpu().numpy()
+            # out: (images, in-plane, n_new) → z-first block
+            if view == "coronal":
+                block = out.transpose(2, 0, 1)
+                result[:, start:stop, :] = block
+                result[:, start:stop, :] -= axial[:, start:stop, :]
+            else:
+                block = out.transpose(2, 1, 0)
+                result[:, :, start:stop] = block
+                result[:, :, start:stop] -= axial[:, :, start:stop]
+            self._step((stop - start) * in_plane * slices, f"{view} view (PInt)")
+        return result
+
+
+def _view_spread(
+    coronal_minus_axial: np.ndarray, sagittal_minus_axial: np.ndarray, shape: tuple, scale: int
+) -> np.ndarray:
+    """Standard deviation (HU) of the three views at synthesized slices; 0 at acquired slices."""
+    mean = (coronal_minus_axial + sagittal_minus_axial) / 3.0
+    variance = mean**2 + (coronal_minus_axial - mean) ** 2 + (sagittal_minus_axial - mean) ** 2
+    variance /= 3.0
+    spread = np.zeros((upsampled_length(shape[0], scale),) + tuple(shape[1:]), dtype=np.float32)
+    spread[new_positions(spread.shape[0], scale).numpy()] = np.sqrt(variance) * float(HU_MAX - HU_MIN)
+    return spread
+
+
+def _assemble(source: np.ndarray, fused_unit: np.ndarray, scale: int) -> np.ndarray:
+    """Output in the input dtype: acquired slices copied, synthesized slices converted from [0, 1] units.
+
+    ``fused_unit`` is overwritten.
+    """
+    length = upsampled_length(source.shape[0], scale)
+    output = np.empty((length,) + source.shape[1:], dtype=source.dtype)
+    output[::scale] = source
+    hu = fused_unit  # converted in place: the accumulator is not needed afterwards
+    hu *= HU_MAX - HU_MIN
+    hu += HU_MIN
+    np.clip(hu, HU_MIN, HU_MAX, out=hu)
+    if np.issubdtype(source.dtype, np.integer):
+        info = np.iinfo(source.dtype)
+        np.rint(hu, out=hu)
+        np.clip(hu, info.min, info.max, out=hu)
+    output[new_positions(length, scale).numpy()] = hu
+    return output

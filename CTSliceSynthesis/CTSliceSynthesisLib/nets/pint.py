@@ -1,0 +1,106 @@
+"""PInt: the pixel-wise (coronal/sagittal) interpolator, HAN-style, that up-samples images along z only (spec §4)."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import PIntConfig
+from .blocks import conv3x3, pixel_group
+
+
+class LayerAttention(nn.Module):
+    """HAN's layer attention over ``K`` stacked feature maps.
+
+    ``K × (N, C, A, L) → (N, K·C, A, L)``: ``γ · softmax(rowmax(E) − E) G + G`` with ``E = G Gᵀ``, ``G`` the
+    maps flattened per layer; ``γ`` starts at 0.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, layers: List[torch.Tensor]) -> torch.Tensor:
+        n, c, a, length = layers[0].shape
+        stacked = torch.stack(layers, dim=1).reshape(n, len(layers), -1)
+        energy = stacked @ stacked.transpose(1, 2)
+        energy = energy.amax(dim=-1, keepdim=True) - energy
+        attention = torch.softmax(energy.float(), dim=-1).to(stacked.dtype)
+        out = self.gamma * (attention @ stacked) + stacked
+        return out.reshape(n, len(layers) * c, a, length)
+
+
+class ChannelSpatialAttention(nn.Module):
+    """HAN's CSAM: ``x + x · γ · sigmoid(Conv3d₁→₁,3×3×3(x))``, with ``γ`` starting at 0. Shape-preserving.
+
+    The 3-D convolution over (channel, A, L) of a one-channel volume is evaluated as an exactly equivalent 2-D
+    convolution (see :meth:`attention_logits`). Same parameters (27 + 1) as ``nn.Conv3d(1, 1, 3, padding=1)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(1, 1, 3, 3, 3))
+        self.bias = nn.Parameter(torch.empty(1))
+        reference = nn.Conv3d(1, 1, 3, padding=1)
+        with torch.no_grad():
+            self.weight.copy_(reference.weight)
+            self.bias.copy_(reference.bias)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def attention_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``Conv3d(1→1, 3×3×3, padding 1)`` of ``x`` viewed as ``(N, 1, C, A, L)``, returned as ``(N, C, A, L)``.
+
+        Output channel ``f`` gathers kernel slice ``k`` from input channel ``f + k − 1`` (zero outside
+        ``[0, C)``), which is a ``C → C`` 2-D convolution with a banded weight: fast conv kernels instead of
+        the slow one-channel 3-D path.
+        """
+        channels = x.shape[1]
+        slices = self.weight.reshape(3, 3, 3)
+        banded = sum(
+            torch.diag(slices.new_ones(channels - abs(offset)), offset)[:, :, None, None] * slices[offset + 1]
+            for offset in (-1, 0, 1)
+        )
+        return F.conv2d(x, banded.to(x.dtype), self.bias.expand(channels).to(x.dtype), padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x * (self.gamma * torch.sigmoid(self.attention_logits(x)))
+
+
+class PixelInterpolator(nn.Module):
+    """Super-resolves 2-D images along their last axis (z) by ``r``; one set of weights for both views.
+
+    ``(N, 1, A, L) → (N, 1, A, r(L − 1) + 1)``. Input columns pass through exactly (``out[..., ::r] == x``);
+    the net predicts the ``r − 1`` columns after each input column, and those after the last one are dropped.
+    """
+
+    def __init__(self, config: PIntConfig, scale: int) -> None:
+        super().__init__()
+        width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
+        self.scale = scale
+        self.head = conv3x3(1, width)
+        self.groups = nn.ModuleList(pixel_group(width, blocks, reduction) for _ in range(config.groups))
+        self.body_tail = conv3x3(width, width)
+        self.layer_attention = LayerAttention()
+        self.layer_fuse = conv3x3(width * (config.groups + 1), width)
+        self.channel_spatial_attention = ChannelSpatialAttention()
+        self.fuse = conv3x3(2 * width, width)
+        self.head_out = conv3x3(width, scale - 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, a, length = images.shape
+        h0 = self.head(images)
+        features = [h0]
+        for group in self.groups:
+            features.append(group(features[-1]))
+        tail = self.body_tail(features[-1])
+        layers = [tail] + features[:0:-1]
+        from_layers = self.layer_fuse(self.layer_attention(layers))
+        from_tail = self.channel_spatial_attention(tail)
+        fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
+        new_columns = self.head_out(self.channel_spatial_attention(fused))
+        stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
+        interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
+        return interleaved[..., : (length - 1) * self.scale + 1]

@@ -1,0 +1,70 @@
+"""SInt-A: the axial slice interpolator (CAIN-style U-net with a memory bank; spec §2)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import SIntConfig
+from .blocks import conv3x3, slice_group
+from .memory import MemoryBank
+
+
+class SliceInterpolatorOutput(NamedTuple):
+    """SInt result: ``slices (N, r−1, H, W)`` and, in training, the memory losses of this call."""
+
+    slices: torch.Tensor
+    compactness: Optional[torch.Tensor]
+    separateness: Optional[torch.Tensor]
+
+
+class SliceInterpolator(nn.Module):
+    """Predicts the ``r − 1`` slices between two axial slices in one pass.
+
+    ``(N, 1, H, W), (N, 1, H, W) → (N, r − 1, H, W)``; channel ``u`` is the slice at fraction ``(u + 1)/r``.
+    ``H`` and ``W`` must be multiples of ``config.block``. In training mode every call reads the memory, computes
+    its losses, then updates it (no gradient); in eval mode the memory is only read.
+    """
+
+    def __init__(self, config: SIntConfig, scale: int) -> None:
+        super().__init__()
+        width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
+        self.block = config.block
+        self.stem = nn.Conv2d(1, config.stem_channels, 1)
+        self.encoder_head = conv3x3(2 * width, width)
+        self.encoder_groups = nn.ModuleList(slice_group(width, blocks, reduction) for _ in range(3))
+        self.encoder_tail = conv3x3(width, width)
+        self.memory = MemoryBank(config.memory_items, width)
+        self.decoder_heads = nn.ModuleList(conv3x3(2 * width, width) for _ in range(3))
+        self.decoder_groups = nn.ModuleList(slice_group(width, blocks, reduction) for _ in range(3))
+        self.decoder_tail = conv3x3(width, width)
+        self.head_out = nn.Conv2d(config.stem_channels, scale - 1, 1)
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> SliceInterpolatorOutput:
+        if first.shape[-2] % self.block or first.shape[-1] % self.block:
+            raise ValueError(f"SInt needs H and W divisible by {self.block}, got {tuple(first.shape[-2:])}")
+        a = F.pixel_unshuffle(self.stem(first), self.block)
+        b = F.pixel_unshuffle(self.stem(second), self.block)
+        e0 = self.encoder_head(torch.cat((a, b), dim=1))
+        e1 = self.encoder_groups[0](e0)
+        e2 = self.encoder_groups[1](e1)
+        e3 = self.encoder_tail(self.encoder_groups[2](e2) + e0)
+
+        queries = F.normalize(e3.float(), dim=1)
+        n, width, h, w = queries.shape
+        flat = queries.permute(0, 2, 3, 1).reshape(-1, width)
+        read = self.memory.read(flat).reshape(n, h, w, width).permute(0, 3, 1, 2)
+        compactness = separateness = None
+        if self.training:
+            compactness, separateness = self.memory.losses(flat)
+            self.memory.update(flat)
+        d3 = torch.cat((queries, read), dim=1).to(e3.dtype)
+
+        u1 = self.decoder_groups[0](self.decoder_heads[0](d3))
+        u2 = self.decoder_groups[1](self.decoder_heads[1](torch.cat((u1 - e2, u1), dim=1)))
+        u3 = self.decoder_groups[2](self.decoder_heads[2](torch.cat((u2 - e1, u2), dim=1)))
+        out = F.pixel_shuffle(self.decoder_tail(u3), self.block)
+        return SliceInterpolatorOutput(self.head_out(out), compactness, separateness)

@@ -1,0 +1,24 @@
+"""The pair of interpolators trained and used together."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from .pint import PixelInterpolator
+from .sint import SliceInterpolator
+
+
+class SynthesisNetworks(nn.Module):
+    """SInt-A (axial, with its memory bank) and PInt (coronal and sagittal, shared weights) for one factor r."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sint = SliceInterpolator(config.sint, config.scale)
+        self.pint = PixelInterpolator(config.pint, config.scale)
+
+    @property
+    def scale(self) -> int:
+        """The up-sampling factor r."""
+        return self.config.scale

@@ -1,0 +1,74 @@
+"""Reading and writing NIfTI volumes with their geometry (nibabel)."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .atomic import PathLike, write_atomically
+from .errors import InputError, OutputError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class NiftiVolume:
+    """Voxel array (as stored: no scaling applied when slope = 1 and intercept = 0), affine and header."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    header: nib.Nifti1Header
+
+
+def is_nifti_path(path: PathLike) -> bool:
+    """True for ``.nii`` and ``.nii.gz`` file names."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: PathLike) -> NiftiVolume:
+    """Read a 3-D scalar NIfTI volume; one-line :class:`InputError` for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    if not is_nifti_path(path):
+        raise InputError(f"{path.name} is not a NIfTI file (.nii or .nii.gz)")
+    try:
+        image = nib.load(str(path))
+        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise InputError(f"{path.name} is not a NIfTI-1/2 image")
+        data = np.asanyarray(image.dataobj)
+    except InputError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as error:
+        raise InputError(f"cannot read {path.name}: the file is truncated or corrupt ({type(error).__name__})") from None
+    if data.dtype.names is not None or data.dtype.kind not in "iuf":
+        raise InputError(f"{path.name} holds {data.dtype} voxels (RGB or vector?); expected a scalar CT volume")
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path.name} is {data.ndim}-D with shape {data.shape}; expected a single 3-D volume")
+    return NiftiVolume(data=data, affine=np.asarray(image.affine, dtype=np.float64), header=image.header)
+
+
+def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Header) -> None:
+    """Write ``data`` with ``affine`` atomically, keeping the template header's codes, units and intent.
+
+    The data type of the file is the array's; the qform and sform both carry ``affine``.
+    """
+    header = template.copy()
+    header.set_data_dtype(data.dtype)
+    image = nib.Nifti1Image(data, affine, header=header)
+    qform_code = int(template["qform_code"]) or 1
+    sform_code = int(template["sform_code"]) or 1
+    image.set_qform(affine, code=qform_code)
+    image.set_sform(affine, code=sform_code)
+    image.header.set_slope_inter(1.0, 0.0)
+    try:
+        write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None

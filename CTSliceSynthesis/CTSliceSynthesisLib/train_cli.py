@@ -1,0 +1,177 @@
+"""``ct-slice-synthesis train`` (also ``Training/train.py``): arguments and the run itself."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .config import PRESETS, SUPPORTED_SCALES
+from .errors import InputError
+
+# Command-line flag → TrainConfig field, for the settings given as plain values.
+TRAIN_FLAGS = {
+    "preset": "preset",
+    "scale": "scale",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "window": "window",
+    "patch": "patch",
+    "region": "region",
+    "lr": "learning_rate",
+    "decay_fraction": "decay_fraction",
+    "levels": "levels",
+    "gamma": "gamma",
+    "loss_mode": "loss_mode",
+    "checkpoint_every": "checkpoint_every",
+    "seed": "seed",
+    "degradation": "degradation",
+    "precision": "precision",
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training flags; unset ones take :class:`TrainConfig` defaults (or, with --resume, the checkpoint's)."""
+    parser.add_argument("--data", nargs="+", type=Path, help="NIfTI volumes or folders of them (any thickness)")
+    parser.add_argument("--output-dir", required=True, type=Path, help="checkpoints, loss history and plot go here")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="model size (default lite)")
+    parser.add_argument("--scale", type=int, help=f"up-sampling factor, one of {SUPPORTED_SCALES} (default 2)")
+    parser.add_argument("--steps", type=int, help="total optimisation steps (default 2000)")
+    parser.add_argument("--batch-size", type=int, help="windows per step (default 1)")
+    parser.add_argument("--window", type=int, help="slices per window, ≡ 1 mod scale (default 15 / 13 / 13)")
+    parser.add_argument("--patch", type=int, help="in-plane patch size (default 128)")
+    parser.add_argument("--region", type=int, help="patches come from this central region (default 256)")
+    parser.add_argument("--lr", type=float, help="initial learning rate (default 1e-4)")
+    parser.add_argument("--decay-fraction", type=float, help="lr ×0.1 after this fraction of steps (default 0.2)")
+    parser.add_argument("--levels", type=int, help="incremental distillation levels N (default 2)")
+    parser.add_argument("--gamma", type=float, help="fraction of voxels kept by the cross-view loss (default 0.25)")
+    parser.add_argument("--loss-mode", choices=("paper", "code"), help="paper (default) or the authors' code")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--degradation", choices=("none", "blur-noise"), help="simulate blur + noise (default none)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast where supported (default fp32)")
+    parser.add_argument("--pre-downsample", type=int, default=1, help="keep every k-th slice of each volume")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", type=Path, help="continue a training checkpoint exactly")
+    start.add_argument("--init", type=Path, help="fine-tune: start from this checkpoint's weights")
+    parser.add_argument("--validate", type=Path, help="thin-slice NIfTI volume: report PSNR at each checkpoint")
+    parser.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint kept)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Set up (or resume) a run, train, and write checkpoints, loss history and final weights."""
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .data import find_volumes, load_volume
+    from .model_store import networks_from_payload, resolve_device
+    from .trainer import TrainConfig, Trainer, init_distributed, resume_payload
+
+    device = resolve_device(args.device)
+    context = init_distributed(device)
+    if context.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", context.rank % torch.cuda.device_count())
+    given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    payload: Optional[Dict] = None
+    if args.resume is not None:
+        payload = resume_payload(args.resume)
+        settings = {**payload["train_config"], **{k: v for k, v in given.items() if k == "steps"}}
+        sources = args.data or [Path(p) for p in payload.get("data_sources", [])]
+    else:
+        settings, sources = given, args.data
+    if not sources:
+        raise InputError("--data is required (NIfTI volumes or folders)")
+    config = TrainConfig.from_dict(settings)
+    initial = None
+    if args.init is not None:
+        initial = networks_from_payload(load_checkpoint(args.init), args.init.name)
+        if initial.config.preset != config.preset and "preset" not in given:
+            config = TrainConfig.from_dict({**asdict(config), "preset": initial.config.preset})
+    paths = find_volumes(sources)
+    volumes = [load_volume(path, args.pre_downsample) for path in paths]
+    trainer = Trainer(config, volumes, args.output_dir, device, initial, context)
+    if payload is not None:
+        trainer.restore(payload)
+    trainer.data_sources = [str(p) for p in sources]
+    say = print if context.is_main else (lambda *a, **k: None)
+    say(
+        f"training {config.preset} ×{config.scale} on {len(volumes)} volume(s), device {device}, "
+        f"{context.world_size} process(es), from step {trainer.step} to {config.steps}",
+        file=sys.stderr,
+    )
+    validation = _validation_hook(args.validate, trainer, config.scale) if args.validate else None
+    try:
+        trainer.run(show_progress=not args.quiet, time_budget_s=args.time_budget, on_step=validation)
+    finally:
+        if context.is_main:
+            write_history(trainer.history, args.output_dir)
+    final = trainer.save_final()
+    if context.is_main:
+        first, last = trainer.history[0]["total"] if trainer.history else float("nan"), (
+            trainer.history[-1]["total"] if trainer.history else float("nan")
+        )
+        say(f"step {trainer.step}: loss {first:.4g} → {last:.4g}; weights in {final}", file=sys.stderr)
+        if validation is not None and trainer.step % config.checkpoint_every:
+            validation({"step": float(trainer.step)}, force=True)
+    return 0
+
+
+def _validation_hook(path: Path, trainer, scale: int):
+    """A per-step callback printing PSNR on a thin-slice volume at each checkpoint step."""
+    from .evaluation import psnr_after_downsampling
+    from .geometry import thick_axis, voxel_spacing
+    from .nifti_io import read_nifti
+
+    volume = read_nifti(path)
+    axis = thick_axis(voxel_spacing(volume.affine))
+
+    def hook(record: Dict[str, float], force: bool = False) -> None:
+        step = int(record["step"])
+        if not trainer.context.is_main or not (force or step % trainer.config.checkpoint_every == 0):
+            return
+        scores = psnr_after_downsampling(trainer.networks, volume.data, axis, scale, trainer.device)
+        print(
+            f"validation step {step}: PSNR all {scores['psnr_all']:.2f} dB, synthesized "
+            f"{scores['psnr_synthesized']:.2f} dB ({path.name})",
+            file=sys.stderr,
+        )
+
+    return hook
+
+
+def write_history(history: List[Dict[str, float]], output_dir: Path) -> None:
+    """Loss history as CSV and, when matplotlib is installed, a PNG plot."""
+    if not history:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    names = list(history[0].keys())
+    with open(output_dir / "loss_history.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(history)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    steps = np.array([h["step"] for h in history])
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name in names:
+        if name != "step":
+            axis.plot(steps, [h[name] for h in history], label=name, linewidth=1)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(output_dir / "loss_history.png", dpi=120)
+    plt.close(figure)

@@ -1,0 +1,262 @@
+"""Self-supervised training and fine-tuning (spec §5–6, §9.3, §10), on one process or many (DDP).
+
+Checkpoints hold weights, memory bank, optimizer, step, RNG state, configuration and loss history; resuming
+continues exactly. Fine-tuning is training that starts from a checkpoint's weights with a fresh optimizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import SUPPORTED_SCALES, model_config
+from .data import TrainingVolume, WindowSampler, default_window
+from .errors import InputError, SynthesisCancelled
+from .model_store import networks_from_payload
+from .nets import SynthesisNetworks
+from .objective import LossConfig, TrainingObjective
+
+PRECISIONS = ("fp32", "bf16")
+LATEST_CHECKPOINT = "checkpoint_latest.pt"
+FINAL_MODEL = "model_final.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (stored in its checkpoints)."""
+
+    preset: str = "lite"
+    scale: int = 2
+    steps: int = 2000
+    batch_size: int = 1
+    window: int = 0  # slices per training window l_V; 0 → 15 for ×2, 13 for ×3 and ×4
+    patch: int = 128
+    region: int = 256
+    learning_rate: float = 1e-4
+    decay_fraction: float = 0.2  # lr ×0.1 after this fraction of the steps (paper: 10 of 50 epochs)
+    levels: int = 2
+    gamma: float = 0.25
+    loss_mode: str = "paper"
+    checkpoint_every: int = 100
+    seed: int = 0
+    degradation: str = "none"
+    flips: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.window == 0:
+            self.window = default_window(self.scale)
+        if self.scale not in SUPPORTED_SCALES:
+            raise InputError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
+        if (self.window - 1) % self.scale or self.window < 2 * self.scale + 1:
+            raise InputError(
+                f"--window {self.window} must be ≡ 1 (mod {self.scale}) and at least {2 * self.scale + 1}"
+            )
+        block = model_config(self.preset, self.scale).sint.block
+        if self.patch % block or self.patch < 2 * block:
+            raise InputError(f"--patch {self.patch} must be a multiple of {block} and at least {2 * block}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {PRECISIONS}")
+        if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("--steps must be ≥ 0, --batch-size and --checkpoint-every ≥ 1")
+        LossConfig(mode=self.loss_mode, levels=self.levels, gamma=self.gamma)  # validates those fields
+
+    def loss_config(self) -> LossConfig:
+        """The objective's settings."""
+        return LossConfig(mode=self.loss_mode, levels=self.levels, gamma=self.gamma)
+
+    @staticmethod
+    def from_dict(data: Dict[str, Any]) -> "TrainConfig":
+        """Inverse of ``dataclasses.asdict``, ignoring unknown keys."""
+        known = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class DistributedContext:
+    """Rank and world size of this process (1 process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes files and shows progress."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistributedContext:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1): gloo on CPU, nccl on CUDA."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size())
+
+
+class Trainer:
+    """Runs training steps, writes checkpoints, resumes them."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        volumes: Sequence[TrainingVolume],
+        output_dir: Path,
+        device: torch.device = torch.device("cpu"),
+        initial_networks: Optional[SynthesisNetworks] = None,
+        context: Optional[DistributedContext] = None,
+    ) -> None:
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.device = device
+        self.context = context or DistributedContext()
+        torch.manual_seed(config.seed)
+        networks = initial_networks or SynthesisNetworks(model_config(config.preset, config.scale))
+        if networks.config.scale != config.scale:
+            raise InputError(f"the initial weights are for ×{networks.config.scale}, not ×{config.scale}")
+        self.networks = networks.to(device).train()
+        for parameter in self.networks.parameters():
+            parameter.requires_grad_(True)
+        self.objective = TrainingObjective(self.networks, config.loss_config()).to(device)
+        self.model: torch.nn.Module = self.objective
+        if self.context.world_size > 1:
+            self.model = DistributedDataParallel(self.objective)
+        self.optimizer = torch.optim.Adam(self.networks.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
+        self.sampler = WindowSampler(
+            volumes,
+            config.window,
+            config.patch,
+            config.region,
+            torch.Generator(),
+            flips=config.flips,
+            degradation=config.degradation,
+        )
+        self.step = 0
+        self.history: List[Dict[str, float]] = []
+        self.data_sources: List[str] = []
+
+    def learning_rate_at(self, step: int) -> float:
+        """1e-4 (default) for the first ``decay_fraction`` of the steps, then ×0.1 (spec A12)."""
+        decay_step = math.ceil(self.config.decay_fraction * self.config.steps)
+        return self.config.learning_rate * (0.1 if step >= decay_step else 1.0)
+
+    def _seed_sampler(self) -> None:
+        # Seeding per (seed, rank, step) makes every batch reproducible, whatever was resumed when.
+        self.sampler.generator.manual_seed(self.config.seed * 1_000_003 + self.context.rank * 7_919 + self.step)
+
+    def train_step(self) -> Dict[str, float]:
+        """One optimisation step on a fresh batch; returns the loss terms as floats."""
+        self._seed_sampler()
+        batch = self.sampler.sample(self.config.batch_size).to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate_at(self.step)
+        autocast = torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
+        with autocast:
+            terms = self.model(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.optimizer.step()
+        self.step += 1
+        record = {name: float(value.detach()) for name, value in terms.items()}
+        record["step"] = float(self.step)
+        self.history.append(record)
+        return record
+
+    def checkpoint_payload(self) -> Dict[str, Any]:
+        """Everything needed to resume exactly."""
+        return {
+            "model_config": self.networks.config.to_dict(),
+            "networks": {k: v.detach().cpu() for k, v in self.networks.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "torch_rng": torch.get_rng_state(),
+            "train_config": asdict(self.config),
+            "loss_config": self.config.loss_config().to_dict(),
+            "history": [dict(record) for record in self.history],
+            "data_sources": list(self.data_sources),
+        }
+
+    def save(self, path: Optional[Path] = None) -> Path:
+        """Write the resumable checkpoint atomically (main process only)."""
+        path = Path(path) if path is not None else self.output_dir / LATEST_CHECKPOINT
+        if self.context.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, self.checkpoint_payload())
+        return path
+
+    def restore(self, payload: Dict[str, Any]) -> None:
+        """Load a resumable checkpoint written by :meth:`save`."""
+        networks = networks_from_payload(payload, "the checkpoint")
+        if networks.config != self.networks.config:
+            raise InputError("the checkpoint's model configuration differs from this run's (preset or scale)")
+        self.networks.load_state_dict(networks.state_dict())
+        if "optimizer" not in payload:
+            raise InputError("the checkpoint has no optimizer state (inference weights?): use --init to fine-tune")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step = int(payload["step"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.history = [dict(record) for record in payload.get("history", [])]
+
+    def save_final(self) -> Path:
+        """Write inference-only weights (no optimizer) next to the checkpoints."""
+        path = self.output_dir / FINAL_MODEL
+        if self.context.is_main:
+            payload = self.checkpoint_payload()
+            for key in ("optimizer", "torch_rng", "history"):
+                payload.pop(key)
+            save_checkpoint(path, payload)
+        return path
+
+    def run(
+        self,
+        show_progress: bool = True,
+        time_budget_s: Optional[float] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+        on_step: Optional[Callable[[Dict[str, float]], None]] = None,
+    ) -> None:
+        """Train until ``config.steps`` (or the time budget) with a checkpoint every ``checkpoint_every`` steps."""
+        from tqdm import tqdm
+
+        started = time.monotonic()
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            disable=not (show_progress and self.context.is_main),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        with contextlib.closing(bar):
+            while self.step < self.config.steps:
+                if cancel is not None and cancel():
+                    raise SynthesisCancelled("training cancelled")
+                if time_budget_s is not None and time.monotonic() - started >= time_budget_s:
+                    break
+                record = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['total']:.4g}", lr=f"{self.learning_rate_at(self.step - 1):.0e}")
+                if on_step is not None:
+                    on_step(record)
+                if self.step % self.config.checkpoint_every == 0:
+                    self.save()
+        self.save()
+
+
+def resume_payload(path: Path) -> Dict[str, Any]:
+    """Read a resumable checkpoint and its training configuration."""
+    payload = load_checkpoint(path)
+    if "train_config" not in payload:
+        raise InputError(f"{Path(path).name} is not a training checkpoint (no training configuration)")
+    return payload

@@ -1,0 +1,97 @@
+"""Moving between volumes and the 2-D images each interpolator sees.
+
+Volumes are batched and z-first: ``(B, S, H, W)`` with ``S`` slices along the thick axis and ``H, W`` the
+array's in-plane axes 0 and 1 (spec notation). An axial image is ``V[:, z]``; a coronal image fixes an ``H``
+index (``W × S``); a sagittal image fixes a ``W`` index (``H × S``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .nets import PixelInterpolator, SliceInterpolator
+
+
+def upsampled_length(length: int, scale: int) -> int:
+    """Number of slices after synthesis: ``(length − 1)·scale + 1`` (the method never extrapolates)."""
+    return (length - 1) * scale + 1
+
+
+def new_positions(length: int, scale: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Indices ``i`` of an up-sampled stack of ``length`` slices with ``i mod scale ≠ 0`` (synthesized slices)."""
+    index = torch.arange(length, device=device)
+    return index[index % scale != 0]
+
+
+def insert_slices(volume: torch.Tensor, new: torch.Tensor, scale: int) -> torch.Tensor:
+    """Interleave ``scale − 1`` new slices after every slice but the last.
+
+    ``(B, S, H, W), (B, (S − 1)(scale − 1), H, W) → (B, (S − 1)·scale + 1, H, W)``; differentiable.
+    """
+    b, s, h, w = volume.shape
+    groups = torch.cat((volume[:, :-1, None], new.reshape(b, s - 1, scale - 1, h, w)), dim=2)
+    return torch.cat((groups.reshape(b, (s - 1) * scale, h, w), volume[:, -1:]), dim=1)
+
+
+def _pad_to_multiple(images: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, int, int]:
+    """Pad the last two axes at their far ends up to a multiple (reflection where possible)."""
+    h, w = images.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if pad_h == 0 and pad_w == 0:
+        return images, h, w
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(images, (0, pad_w, 0, pad_h), mode=mode), h, w
+
+
+def interpolate_axial(
+    sint: SliceInterpolator, volume: torch.Tensor
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Run SInt on every consecutive slice pair of ``volume (B, S, H, W)``.
+
+    Returns the new slices ``(B, (S − 1)(r − 1), H, W)`` in z order and the call's memory losses (``None`` in
+    eval mode). In-plane sizes that are not a multiple of SInt's block are padded and cropped back.
+    """
+    b, s, h, w = volume.shape
+    padded, _, _ = _pad_to_multiple(volume, sint.block)
+    first = padded[:, :-1].reshape(b * (s - 1), 1, *padded.shape[-2:])
+    second = padded[:, 1:].reshape(b * (s - 1), 1, *padded.shape[-2:])
+    out = sint(first, second)
+    slices = out.slices[..., :h, :w]
+    return slices.reshape(b, (s - 1) * slices.shape[1], h, w), out.compactness, out.separateness
+
+
+def coronal_images(volume: torch.Tensor) -> torch.Tensor:
+    """``(B, S, H, W) → (B·H, 1, W, S)``: one image per index of axis 0."""
+    b, s, h, w = volume.shape
+    return volume.permute(0, 2, 3, 1).reshape(b * h, 1, w, s)
+
+
+def from_coronal(images: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of :func:`coronal_images` for any z length: ``(B·H, 1, W, S') → (B, S', H, W)``."""
+    n, _, w, s = images.shape
+    return images.reshape(batch, n // batch, w, s).permute(0, 3, 1, 2)
+
+
+def sagittal_images(volume: torch.Tensor) -> torch.Tensor:
+    """``(B, S, H, W) → (B·W, 1, H, S)``: one image per index of axis 1."""
+    b, s, h, w = volume.shape
+    return volume.permute(0, 3, 2, 1).reshape(b * w, 1, h, s)
+
+
+def from_sagittal(images: torch.Tensor, batch: int) -> torch.Tensor:
+    """Inverse of :func:`sagittal_images` for any z length: ``(B·W, 1, H, S') → (B, S', H, W)``."""
+    n, _, h, s = images.shape
+    return images.reshape(batch, n // batch, h, s).permute(0, 3, 2, 1)
+
+
+def interpolate_coronal(pint: PixelInterpolator, volume: torch.Tensor) -> torch.Tensor:
+    """PInt on every coronal image: ``(B, S, H, W) → (B, (S − 1)r + 1, H, W)``."""
+    return from_coronal(pint(coronal_images(volume)), volume.shape[0])
+
+
+def interpolate_sagittal(pint: PixelInterpolator, volume: torch.Tensor) -> torch.Tensor:
+    """PInt on every sagittal image: ``(B, S, H, W) → (B, (S − 1)r + 1, H, W)``."""
+    return from_sagittal(pint(sagittal_images(volume)), volume.shape[0])
