@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -41,10 +42,7 @@ def load_checkpoint(path: PathLike, expected_sha256: Optional[str] = None) -> Di
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
-        raise CheckpointError(
-            f"refusing to load {path.name}: it is not a plain weights file ({first_line[:160]})"
-        ) from None
+        raise CheckpointError(_refusal(path.name, str(error))) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as error:
         raise CheckpointError(f"checkpoint {path.name} is corrupt or unreadable ({type(error).__name__})") from None
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
@@ -59,3 +57,17 @@ def sha256_of_file(path: PathLike) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _refusal(name: str, message: str) -> str:
+    """One line for a file that the weights-only unpickler rejected.
+
+    torch's own message starts with several lines of advice (re-run with ``weights_only=False``) that must not
+    reach users; only the offending global, or the unpickling fault of a corrupt file, is kept.
+    """
+    found = re.search(r"GLOBAL\s+([\w.]+)", message)
+    if found:
+        return f"refusing to load {name}: it carries code or Python objects ({found.group(1)}), not only weights"
+    found = re.search(r"Unsupported operand \d+", message)
+    detail = f" ({found.group(0)})" if found else ""
+    return f"refusing to load {name}: the file is corrupt or not a plain weights file{detail}"

@@ -53,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    from .demo import add_demo_arguments
     from .train_cli import add_train_arguments
 
     add_train_arguments(commands.add_parser("train", help="self-supervised training or fine-tuning"))
+    add_demo_arguments(commands.add_parser("demo", help="simulate thick slices of a real CT and synthesize them back"))
     return parser
 
 
@@ -66,6 +68,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "synthesize":
             return run_synthesize(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(args)
         from .train_cli import run_train
 
         return run_train(args)
@@ -106,7 +112,8 @@ def check_output_path(output: Path, inputs: List[Path], overwrite: bool) -> None
         raise OutputError(f"output {output} exists: pass --overwrite to replace it")
     folder = output.parent if str(output.parent) else Path(".")
     if not folder.is_dir():
-        raise OutputError(f"output folder {folder} does not exist")
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputError(f"output folder {folder} {problem}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {folder} is not writable")
 
@@ -139,6 +146,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
 
     volume = read_nifti(args.input)
     spacing = voxel_spacing(volume.affine)
+    if not np.all(np.isfinite(volume.affine)) or not np.all(spacing > 0):
+        raise InputError(
+            f"{args.input.name} has a degenerate affine (voxel spacing {', '.join(f'{s:.3g}' for s in spacing)} mm)"
+        )
     axis = thick_axis(spacing) if axis_choice is None else axis_choice
     check_volume(volume.data, args.scale, axis)
     if axis_choice is None and is_isotropic(spacing):

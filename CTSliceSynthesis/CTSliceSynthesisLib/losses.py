@@ -6,6 +6,7 @@ The memory-bank losses live with the memory (:meth:`nets.memory.MemoryBank.losse
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -32,7 +33,9 @@ class WaveletDetailLoss(nn.Module):
 
     def __init__(self, levels: int = 3, wavelet: str = "db3") -> None:
         super().__init__()
-        from pytorch_wavelets import DWTForward  # deferred: it imports pkg_resources
+        with warnings.catch_warnings():  # pytorch_wavelets 1.3 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            from pytorch_wavelets import DWTForward
 
         self.transform = DWTForward(J=levels, wave=wavelet, mode="zero")
 

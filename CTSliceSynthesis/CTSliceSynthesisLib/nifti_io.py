@@ -46,6 +46,7 @@ def read_nifti(path: PathLike) -> NiftiVolume:
         raise
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"cannot read {path.name}: the file is truncated or corrupt ({type(error).__name__})") from None
+    data = _unscaled_if_integral(data, image.header.get_data_dtype())
     if data.dtype.names is not None or data.dtype.kind not in "iuf":
         raise InputError(f"{path.name} holds {data.dtype} voxels (RGB or vector?); expected a scalar CT volume")
     if data.ndim == 4 and data.shape[3] == 1:
@@ -53,6 +54,17 @@ def read_nifti(path: PathLike) -> NiftiVolume:
     if data.ndim != 3:
         raise InputError(f"{path.name} is {data.ndim}-D with shape {data.shape}; expected a single 3-D volume")
     return NiftiVolume(data=data, affine=np.asarray(image.affine, dtype=np.float64), header=image.header)
+
+
+def _unscaled_if_integral(data: np.ndarray, stored: np.dtype) -> np.ndarray:
+    """Integer files with a slope/intercept come back as float64; keep them as int16 when the scaled values are
+    whole numbers that fit (the usual DICOM-converted CT), else as float32."""
+    if data.dtype != np.float64 or stored.kind not in "iu":
+        return data
+    info = np.iinfo(np.int16)
+    if data.size and data.min() >= info.min and data.max() <= info.max and np.array_equal(data, np.rint(data)):
+        return data.astype(np.int16)
+    return data.astype(np.float32)
 
 
 def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Header) -> None:

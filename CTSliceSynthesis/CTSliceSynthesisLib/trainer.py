@@ -112,13 +112,13 @@ class Trainer:
         self,
         config: TrainConfig,
         volumes: Sequence[TrainingVolume],
-        output_dir: Path,
+        output_dir: Optional[Path],
         device: torch.device = torch.device("cpu"),
         initial_networks: Optional[SynthesisNetworks] = None,
         context: Optional[DistributedContext] = None,
     ) -> None:
         self.config = config
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
         self.device = device
         self.context = context or DistributedContext()
         torch.manual_seed(config.seed)
@@ -189,8 +189,10 @@ class Trainer:
             "data_sources": list(self.data_sources),
         }
 
-    def save(self, path: Optional[Path] = None) -> Path:
-        """Write the resumable checkpoint atomically (main process only)."""
+    def save(self, path: Optional[Path] = None) -> Optional[Path]:
+        """Write the resumable checkpoint atomically (main process only; nowhere without an output folder)."""
+        if path is None and self.output_dir is None:
+            return None
         path = Path(path) if path is not None else self.output_dir / LATEST_CHECKPOINT
         if self.context.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +214,8 @@ class Trainer:
 
     def save_final(self) -> Path:
         """Write inference-only weights (no optimizer) next to the checkpoints."""
+        if self.output_dir is None:
+            raise InputError("this run has no output folder")
         path = self.output_dir / FINAL_MODEL
         if self.context.is_main:
             payload = self.checkpoint_payload()

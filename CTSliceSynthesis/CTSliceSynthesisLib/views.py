@@ -37,9 +37,10 @@ def insert_slices(volume: torch.Tensor, new: torch.Tensor, scale: int) -> torch.
 
 
 def _pad_to_multiple(images: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, int, int]:
-    """Pad the last two axes at their far ends up to a multiple (reflection where possible)."""
+    """Pad the last two axes at their far ends up to a multiple (reflection where possible), and to at least two
+    multiples: after space-to-depth SInt's reflection-padded 3×3 convolutions need two pixels per axis."""
     h, w = images.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
+    pad_h, pad_w = max(-h % multiple, 2 * multiple - h), max(-w % multiple, 2 * multiple - w)
     if pad_h == 0 and pad_w == 0:
         return images, h, w
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"

@@ -1,0 +1,29 @@
+"""Shared pytest setup: the engine package on ``sys.path``, two CPU threads and a fixed-seed fixture."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENGINE_ROOT = REPO_ROOT / "CTSliceSynthesis"
+if str(ENGINE_ROOT) not in sys.path:
+    sys.path.insert(0, str(ENGINE_ROOT))
+
+torch.set_num_threads(2)
+
+SEED = 1234
+
+
+@pytest.fixture
+def fixed_seed() -> int:
+    """Seed Python, NumPy and torch with :data:`SEED` before the test and return it."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)
+    return SEED

@@ -1,0 +1,144 @@
+"""Training: the loss goes down, checkpoints resume exactly, the memory is state, DDP keeps ranks identical."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from CTSliceSynthesisLib.checkpoint import load_checkpoint
+from CTSliceSynthesisLib.data import TrainingVolume
+from CTSliceSynthesisLib.trainer import Trainer, TrainConfig
+
+ENGINE_ROOT = Path(__file__).resolve().parents[1] / "CTSliceSynthesis"
+REPO_ROOT = ENGINE_ROOT.parent
+
+
+def phantom(slices: int = 24, size: int = 48) -> np.ndarray:
+    """A z-first HU volume with smooth anatomy-like structure that varies along z."""
+    z, y, x = np.meshgrid(np.arange(slices), np.arange(size), np.arange(size), indexing="ij")
+    body = 400 * np.exp(-((x - size / 2) ** 2 + (y - size / 2) ** 2) / (2 * (size / 3.5) ** 2))
+    ribs = 600 * (np.sin(x / 3.0 + z / 4.0) * np.cos(y / 4.0 - z / 6.0) > 0.6)
+    return (body + ribs - 300).astype(np.int16)
+
+
+def small_config(**changes) -> TrainConfig:
+    settings = dict(steps=30, patch=32, region=48, window=9, checkpoint_every=1000, learning_rate=1e-3)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def test_thirty_steps_lower_the_loss(tmp_path: Path) -> None:
+    trainer = Trainer(small_config(decay_fraction=1.0), [TrainingVolume("p", phantom(), 2.0)], tmp_path)
+    trainer.run(show_progress=False)
+    totals = [record["total"] for record in trainer.history]
+    assert len(totals) == 30
+    assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5])
+    assert (tmp_path / "checkpoint_latest.pt").is_file()
+
+
+def test_memory_is_state_not_parameter() -> None:
+    trainer = Trainer(small_config(steps=1), [TrainingVolume("p", phantom(), 2.0)], None)
+    memory = trainer.networks.sint.memory.items
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert id(memory) not in optimised
+    before = memory.clone()
+    trainer.train_step()
+    assert not torch.equal(before, trainer.networks.sint.memory.items)  # updated by the forward passes
+    assert torch.allclose(trainer.networks.sint.memory.items.norm(dim=1), torch.ones(len(before)), atol=1e-5)
+    assert "sint.memory.items" in trainer.checkpoint_payload()["networks"]
+
+
+def test_resume_reproduces_the_next_steps_exactly(tmp_path: Path) -> None:
+    volumes = [TrainingVolume("p", phantom(), 2.0)]
+    first = Trainer(small_config(steps=4), volumes, tmp_path / "a")
+    first.train_step()
+    first.train_step()
+    checkpoint = first.save(tmp_path / "step2.pt")
+    continued = [first.train_step()["total"] for _ in range(2)]
+
+    torch.manual_seed(999)  # a different global RNG state must not matter after restore
+    second = Trainer(small_config(steps=4), volumes, tmp_path / "b")
+    second.restore(load_checkpoint(checkpoint))
+    assert second.step == 2
+    resumed = [second.train_step()["total"] for _ in range(2)]
+    assert resumed == continued
+    for (name, a), b in zip(first.networks.state_dict().items(), second.networks.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_learning_rate_decays_once(tmp_path: Path) -> None:
+    trainer = Trainer(small_config(steps=10, decay_fraction=0.2), [TrainingVolume("p", phantom(), 2.0)], None)
+    assert [trainer.learning_rate_at(s) for s in (0, 1, 2, 9)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_train_cli_resume_and_fine_tune(tmp_path: Path) -> None:
+    volume_path = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(np.moveaxis(phantom(), 0, 2), np.diag([0.8, 0.8, 3.0, 1.0])), str(volume_path))
+    env = {**os.environ, "PYTHONPATH": str(ENGINE_ROOT), "OMP_NUM_THREADS": "2"}
+    base = [sys.executable, str(REPO_ROOT / "Training" / "train.py"), "--patch", "32", "--window", "5", "--quiet"]
+    run = subprocess.run(
+        base + ["--data", str(volume_path), "--output-dir", str(tmp_path / "run"), "--steps", "2"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    checkpoint = tmp_path / "run" / "checkpoint_latest.pt"
+    assert load_checkpoint(checkpoint)["step"] == 2
+    assert (tmp_path / "run" / "loss_history.csv").read_text().count("\n") == 3
+    resumed = subprocess.run(
+        base + ["--resume", str(checkpoint), "--output-dir", str(tmp_path / "run"), "--steps", "3"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(checkpoint)["step"] == 3
+    tuned = subprocess.run(
+        base + ["--data", str(volume_path), "--init", str(tmp_path / "run" / "model_final.pt"),
+                "--output-dir", str(tmp_path / "tuned"), "--steps", "1"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    assert load_checkpoint(tmp_path / "tuned" / "checkpoint_latest.pt")["step"] == 1
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from CTSliceSynthesisLib.trainer import Trainer, TrainConfig, init_distributed
+    from CTSliceSynthesisLib.data import TrainingVolume
+    torch.set_num_threads(1)
+    context = init_distributed(torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    volume = (rng.normal(0, 200, (12, 40, 40))).astype(np.int16)
+    config = TrainConfig(steps=2, patch=32, region=40, window=5)
+    trainer = Trainer(config, [TrainingVolume("v", volume, 2.0)], None, context=context)
+    losses = [trainer.train_step()["total"] for _ in range(2)]
+    state = {k: v.clone() for k, v in trainer.networks.state_dict().items()}
+    torch.save({"state": state, "losses": losses, "world": context.world_size}, sys.argv[2] + f"/rank{context.rank}.pt")
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_keep_parameters_identical(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               str(script), str(ENGINE_ROOT), str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["world"] == rank1["world"] == 2
+    assert rank0["losses"] != rank1["losses"]  # each rank saw its own data
+    for name, value in rank0["state"].items():
+        if name == "sint.memory.items":
+            continue  # per-rank state between forwards; DDP broadcasts rank 0's at each forward
+        assert torch.equal(value, rank1["state"][name]), name
