@@ -1,0 +1,661 @@
+"""CT Slice Synthesis: synthesize thin slices between the slices of a thick-slice CT (Fang et al., CVPR 2022).
+
+The module is thin: decisions live in ``CTSliceSynthesisLib.slicer_support`` (plain Python, tested with pytest)
+and the network runs in a background ``PythonSlicer`` process (``Scripts/synthesize_process.py``), so the GUI
+never waits on it and Cancel ends it at once. The scene is changed only when a result is complete.
+"""
+
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Annotated, Callable, Optional
+
+import numpy as np
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from CTSliceSynthesisLib.errors import InputError
+from CTSliceSynthesisLib.geometry import voxel_spacing
+from CTSliceSynthesisLib.slicer_support import dependencies, ijk_geometry, layout, naming
+from CTSliceSynthesisLib.slicer_support.process_protocol import DEVICES, SynthesisRequest, build_command, one_line
+from CTSliceSynthesisLib.slicer_support.process_runner import Outcome, SynthesisProcess, python_slicer_executable
+
+MODULE_DIR = pathlib.Path(__file__).resolve().parent
+MODEL_SOURCES = ("Bundled weights", "Checkpoint file")
+POLL_INTERVAL_MS = 200
+CITATION = (
+    "Chaowei Fang, Liang Wang, Dingwen Zhang, Jun Xu, Yixuan Yuan, Junwei Han. Incremental Cross-view Mutual "
+    "Distillation for Self-supervised Medical CT Synthesis. CVPR 2022. arXiv:2112.10325"
+)
+
+
+#
+# CTSliceSynthesis
+#
+
+
+class CTSliceSynthesis(ScriptedLoadableModule):
+    """Module description shown in Slicer (title, category, help, acknowledgement)."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("CT Slice Synthesis")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Image Synthesis")]
+        self.parent.dependencies = []  # the PyTorch extension is checked when it is needed, with a clear message
+        self.parent.contributors = ["CTSliceSynthesis contributors"]
+        self.parent.helpText = _(
+            "Synthesizes thin slices between the slices of a thick-slice CT volume with a self-supervised network "
+            "(the volume's own slices are kept bit-exact; ×2, ×3 or ×4). The result is <b>synthetic</b>: use it for "
+            "viewing and research, not for primary diagnosis.<br>"
+            "Processing runs in the background; <i>Cancel</i> stops it. The comparison shows the input and the "
+            "result side by side in linked views (coronal by default); once linked, choosing another volume in one "
+            "view's controller also changes the other.<br>"
+            'See the <a href="https://github.com/CTSliceSynthesis/SlicerCTSliceSynthesis#readme">documentation</a>.'
+        )
+        self.parent.acknowledgementText = _(
+            "The method is described in: {citation}. The module uses 3D Slicer, the PyTorch extension "
+            "(SlicerPyTorch) and pytorch-wavelets."
+        ).format(citation=CITATION)
+
+
+#
+# CTSliceSynthesisParameterNode
+#
+
+
+@parameterNodeWrapper
+class CTSliceSynthesisParameterNode:
+    """What the user chose in the module panel; saved with the scene."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputVolume: vtkMRMLScalarVolumeNode
+    disagreementVolume: vtkMRMLScalarVolumeNode
+    scale: Annotated[int, Choice([2, 3, 4])] = 2
+    useTargetSpacing: bool = False
+    targetSpacingMm: Annotated[float, WithinRange(0.1, 20.0)] = 1.0
+    thickAxis: Annotated[str, Choice(list(ijk_geometry.AXIS_CHOICES))] = "auto"
+    modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = MODEL_SOURCES[0]
+    checkpointPath: pathlib.Path
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    adaptToScan: bool = False
+    adaptSeconds: Annotated[int, WithinRange(10, 3600)] = 120
+    outputDisagreement: bool = False
+    showComparison: bool = True
+    orientation: Annotated[str, Choice(list(layout.ORIENTATIONS))] = "Coronal"
+    showDisagreementOverlay: bool = True
+
+
+#
+# CTSliceSynthesisWidget
+#
+
+
+class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: wires the .ui to the parameter node and the logic; decides nothing itself."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._task = None
+
+    def setup(self) -> None:
+        """Load the .ui, create the logic, connect signals."""
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CTSliceSynthesis.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CTSliceSynthesisLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.showComparisonButton.connect("clicked(bool)", self.onShowComparison)
+        self.ui.orientationComboBox.connect("currentIndexChanged(int)", self.onOrientationChanged)
+        self.ui.overlayCheckBox.connect("toggled(bool)", self.onOverlayToggled)
+        self.ui.progressBar.hide()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes: stop observing and end a running synthesis."""
+        self.removeObservers()
+        if self._task is not None:
+            self._task.cancel()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens another module: stop updating the GUI from the parameter node."""
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """The scene is closing: a running synthesis has nowhere to put its result any more."""
+        if self._task is not None:
+            self._task.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Recreate the parameter node if the module is shown."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Use the scene's parameter node and pick a first input volume if none is selected."""
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode: Optional[CTSliceSynthesisParameterNode]) -> None:
+        """Bind the GUI to ``inputParameterNode`` (or unbind with ``None``)."""
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIState)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIState)
+            self.updateGUIState()
+
+    def updateGUIState(self, caller=None, event=None) -> None:
+        """Enable what applies, describe the output grid, and say why Synthesize is unavailable if it is."""
+        params = self._parameterNode
+        if params is None:
+            return
+        self.ui.scaleComboBox.enabled = not params.useTargetSpacing
+        self.ui.targetSpacingSpinBox.enabled = params.useTargetSpacing
+        self.ui.checkpointPathLineEdit.enabled = params.modelSource == MODEL_SOURCES[1]
+        self.ui.adaptSecondsSpinBox.enabled = params.adaptToScan
+        self.ui.disagreementSelector.enabled = params.outputDisagreement
+        if self._task is not None:
+            return
+        problem = self.logic.checkParameters(params)
+        self.ui.outputInfoLabel.text = problem or self.logic.describeOutput(params)
+        self.ui.applyButton.enabled = problem is None
+        self.ui.applyButton.toolTip = problem or _("Synthesize thin slices in the background")
+
+    def onApplyButton(self) -> None:
+        """Start the synthesis, or cancel the running one."""
+        if self._task is not None:
+            self.ui.applyButton.enabled = False
+            self.ui.applyButton.text = _("Cancelling…")
+            self._task.cancel()
+            return
+        params = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the synthesis."), waitCursor=True):
+            dependencies.ensure_dependencies(
+                self.logic.requirementsPath(),
+                confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install dependencies")),
+            )
+            self.ui.logTextEdit.clear()
+            self._task = self.logic.processFromParameters(
+                params,
+                waitForCompletion=False,
+                progressCallback=self.onProgress,
+                logCallback=self.onLog,
+                completedCallback=self.onCompleted,
+            )
+            self.setRunning(True)
+
+    def setRunning(self, running: bool) -> None:
+        """Turn the Apply button into Cancel while a synthesis runs, and show the progress bar."""
+        self.ui.applyButton.text = _("Cancel") if running else _("Synthesize slices")
+        self.ui.applyButton.enabled = True
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.setVisible(running)
+        for widget in (self.ui.inputsCollapsibleButton, self.ui.synthesisCollapsibleButton,
+                       self.ui.outputsCollapsibleButton, self.ui.advancedCollapsibleButton):
+            widget.enabled = not running
+        if not running:
+            self.updateGUIState()
+
+    def onProgress(self, fraction: float, stage: str) -> None:
+        """Progress from the background process (main thread, from the polling timer)."""
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.format = f"{stage}  %p%"
+
+    def onLog(self, line: str) -> None:
+        """A log line from the background process."""
+        self.ui.logTextEdit.appendPlainText(line)
+
+    def onCompleted(self, outcome: Outcome, outputs: Optional["SynthesisOutputs"]) -> None:
+        """The background run ended: select the outputs and show the comparison, or report what went wrong."""
+        self._task = None
+        self.setRunning(False)
+        self.onLog(outcome.message)
+        if outcome.status == "failed":
+            slicer.util.errorDisplay(_("Synthesis failed: {message}").format(message=outcome.message))
+            return
+        if outputs is None:
+            return
+        params = self._parameterNode
+        if params is not None:
+            params.outputVolume = outputs.outputVolume
+            if outputs.disagreementVolume is not None:
+                params.disagreementVolume = outputs.disagreementVolume
+            if params.showComparison:
+                self.onShowComparison()
+
+    def onShowComparison(self) -> None:
+        """Show input and output side by side in linked views."""
+        params = self._parameterNode
+        if params is None or not params.inputVolume or not params.outputVolume:
+            return
+        overlay = params.disagreementVolume if params.showDisagreementOverlay else None
+        layout.show_comparison(params.inputVolume, params.outputVolume, params.orientation, overlay)
+
+    def onOrientationChanged(self, index: int) -> None:
+        """Re-orient the comparison views, if they are shown."""
+        params = self._parameterNode
+        if params is not None and params.inputVolume and layout.is_comparison_shown():
+            layout.set_orientation(layout.ORIENTATIONS[index], params.inputVolume)
+
+    def onOverlayToggled(self, checked: bool) -> None:
+        """Show or hide the disagreement overlay on the output view, if the comparison is shown."""
+        params = self._parameterNode
+        if params is not None and layout.is_comparison_shown():
+            layout.set_overlay(params.disagreementVolume if checked else None)
+
+
+#
+# CTSliceSynthesisLogic
+#
+
+
+@dataclass
+class SynthesisOutputs:
+    """The volumes a completed synthesis created or filled, and what the background process reported."""
+
+    outputVolume: vtkMRMLScalarVolumeNode
+    disagreementVolume: Optional[vtkMRMLScalarVolumeNode]
+    info: dict
+
+
+@dataclass
+class _Job:
+    """One synthesis between its start and its result: node IDs (nodes may be deleted meanwhile) and files."""
+
+    inputVolumeID: str
+    outputVolumeID: Optional[str]
+    disagreementVolumeID: Optional[str]
+    grid: ijk_geometry.OutputGrid
+    request: SynthesisRequest
+    workDir: str
+
+
+class SynthesisTask:
+    """A synthesis running in the background, polled by a ``qt.QTimer`` on the main thread."""
+
+    def __init__(self, logic: "CTSliceSynthesisLogic", job: _Job, process: SynthesisProcess,
+                 completedCallback: Optional[Callable]) -> None:
+        self._logic = logic
+        self._job = job
+        self._process = process
+        self._completedCallback = completedCallback
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._timer.start()
+
+    def cancel(self) -> None:
+        """End the process tree; the completion callback follows with a ``cancelled`` outcome."""
+        self._process.cancel()
+
+    def _poll(self) -> None:
+        outcome = self._process.poll()
+        if outcome is None:
+            return
+        self._timer.stop()
+        outcome, outputs = self._logic.finishJob(self._job, outcome)
+        if self._completedCallback:
+            self._completedCallback(outcome, outputs)
+
+
+class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
+    """Everything the module does, usable without the GUI (batch, tests). No dialogs."""
+
+    def getParameterNode(self) -> CTSliceSynthesisParameterNode:
+        """The module's parameter node, typed."""
+        return CTSliceSynthesisParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def requirementsPath() -> pathlib.Path:
+        """The non-torch Python requirements of the engine."""
+        return MODULE_DIR / "Resources" / "requirements.txt"
+
+    @staticmethod
+    def inputGeometry(volumeNode: vtkMRMLScalarVolumeNode) -> tuple:
+        """``(IJK dimensions, IJK-to-RAS as numpy)`` of a volume node; ``InputError`` if it has no voxels."""
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            raise InputError(_("the input volume has no voxels"))
+        ijkToRAS = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRAS)
+        return volumeNode.GetImageData().GetDimensions(), slicer.util.arrayFromVTKMatrix(ijkToRAS)
+
+    def planGrid(self, inputVolume, scale: int, thickAxis: str = "auto") -> ijk_geometry.OutputGrid:
+        """The output grid for ``inputVolume`` up-sampled ``scale`` times (raises ``InputError`` if impossible)."""
+        dimensions, ijkToRAS = self.inputGeometry(inputVolume)
+        return ijk_geometry.plan_output_grid(dimensions, ijkToRAS, scale, thickAxis)
+
+    def effectiveScale(self, params: CTSliceSynthesisParameterNode) -> int:
+        """The factor chosen directly, or the one that brings the slice spacing closest to the target."""
+        if not params.useTargetSpacing:
+            return params.scale
+        dimensions, ijkToRAS = self.inputGeometry(params.inputVolume)
+        spacing = voxel_spacing(ijkToRAS)
+        axis = ijk_geometry.resolve_thick_axis(spacing, params.thickAxis)
+        return ijk_geometry.scale_for_target_spacing(spacing[axis], params.targetSpacingMm)
+
+    def checkParameters(self, params: CTSliceSynthesisParameterNode) -> Optional[str]:
+        """``None`` if the synthesis can start, else a one-line reason for the user."""
+        if not params.inputVolume:
+            return _("Select an input volume.")
+        if params.outputVolume and params.outputVolume == params.inputVolume:
+            return _("The output volume must differ from the input volume.")
+        if params.modelSource == MODEL_SOURCES[1] and not params.checkpointPath.is_file():
+            return _("Select a checkpoint file, or use the bundled weights.")
+        try:
+            self.planGrid(params.inputVolume, self.effectiveScale(params), params.thickAxis)
+        except InputError as error:
+            return str(error)
+        return None
+
+    def describeOutput(self, params: CTSliceSynthesisParameterNode) -> str:
+        """A one-line summary of the synthesized grid, plus a warning for a non-linear parent transform."""
+        scale = self.effectiveScale(params)
+        grid = self.planGrid(params.inputVolume, scale, params.thickAxis)
+        text = _("×{scale} along {axis}: {count} slices, {spacing:.3g} mm apart").format(
+            scale=scale, axis=grid.axis_name, count=grid.dimensions[grid.axis], spacing=grid.spacing[grid.axis])
+        warning = self.transformWarning(params.inputVolume)
+        return f"{text}\n{warning}" if warning else text
+
+    @staticmethod
+    def transformWarning(inputVolume) -> Optional[str]:
+        """A warning if the volume is under a non-linear transform (e.g. DICOM acquisition geometry correction)."""
+        transformNode = inputVolume.GetParentTransformNode()
+        if transformNode is None or transformNode.IsTransformToWorldLinear():
+            return None
+        return ijk_geometry.nonlinear_transform_warning(inputVolume.GetName(), transformNode.GetName())
+
+    def processFromParameters(self, params: CTSliceSynthesisParameterNode, **kwargs):
+        """:meth:`process` with the choices stored in ``params``."""
+        return self.process(
+            params.inputVolume,
+            outputVolume=params.outputVolume,
+            scale=self.effectiveScale(params),
+            thickAxis=params.thickAxis,
+            checkpoint=str(params.checkpointPath) if params.modelSource == MODEL_SOURCES[1] else None,
+            device=params.device,
+            adaptSeconds=float(params.adaptSeconds) if params.adaptToScan else 0.0,
+            withDisagreement=params.outputDisagreement,
+            disagreementVolume=params.disagreementVolume,
+            **kwargs,
+        )
+
+    def process(
+        self,
+        inputVolume: vtkMRMLScalarVolumeNode,
+        outputVolume: Optional[vtkMRMLScalarVolumeNode] = None,
+        scale: int = 2,
+        thickAxis: str = "auto",
+        checkpoint: Optional[str] = None,
+        device: str = "auto",
+        adaptSeconds: float = 0.0,
+        withDisagreement: bool = False,
+        disagreementVolume: Optional[vtkMRMLScalarVolumeNode] = None,
+        waitForCompletion: bool = True,
+        progressCallback: Optional[Callable[[float, str], None]] = None,
+        logCallback: Optional[Callable[[str], None]] = None,
+        completedCallback: Optional[Callable[[Outcome, Optional[SynthesisOutputs]], None]] = None,
+    ):
+        """Synthesize thin slices of ``inputVolume`` in a background process.
+
+        ``outputVolume``/``disagreementVolume`` ``None`` create new nodes next to the input when the result is
+        complete. Blocking (``waitForCompletion=True``): returns :class:`SynthesisOutputs` or raises
+        ``RuntimeError`` with a one-line message. Otherwise returns a :class:`SynthesisTask` at once and calls
+        ``completedCallback(outcome, outputs)`` when done; ``outputs`` is ``None`` unless it completed.
+        """
+        grid = self.planGrid(inputVolume, scale, thickAxis)
+        warning = self.transformWarning(inputVolume)
+        if warning:
+            logging.warning(warning)
+        workDir = tempfile.mkdtemp(prefix="CTSliceSynthesis-", dir=slicer.app.temporaryPath)
+        request = SynthesisRequest(
+            input_path=os.path.join(workDir, "input.npy"),
+            output_path=os.path.join(workDir, "output.npy"),
+            scale=scale,
+            axis=grid.numpy_axis,
+            checkpoint=checkpoint,
+            device=device,
+            adapt_seconds=adaptSeconds,
+            disagreement_path=os.path.join(workDir, "disagreement.npy") if withDisagreement else None,
+        )
+        job = _Job(
+            inputVolumeID=inputVolume.GetID(),
+            outputVolumeID=outputVolume.GetID() if outputVolume else None,
+            disagreementVolumeID=disagreementVolume.GetID() if disagreementVolume else None,
+            grid=grid,
+            request=request,
+            workDir=workDir,
+        )
+        try:
+            np.save(request.input_path, slicer.util.arrayFromVolume(inputVolume), allow_pickle=False)
+            command = build_command(python_slicer_executable(), str(MODULE_DIR / "Scripts" / "synthesize_process.py"),
+                                    request)
+            logging.info("CTSliceSynthesis: running %s", " ".join(command))
+            process = SynthesisProcess(command, progressCallback or (lambda fraction, stage: None),
+                                       logCallback or logging.info)
+        except Exception:
+            shutil.rmtree(workDir, ignore_errors=True)
+            raise
+        if not waitForCompletion:
+            return SynthesisTask(self, job, process, completedCallback)
+        outcome, outputs = self.finishJob(job, process.wait(idle=slicer.app.processEvents))
+        if completedCallback:
+            completedCallback(outcome, outputs)
+        if outputs is None:
+            raise RuntimeError(outcome.message)
+        return outputs
+
+    def finishJob(self, job: _Job, outcome: Outcome) -> tuple:
+        """Turn a finished run into nodes (only if it completed) and delete its files: ``(outcome, outputs)``."""
+        try:
+            if outcome.status != "completed":
+                return outcome, None
+            return outcome, self._createOutputs(job, outcome.result)
+        except Exception as error:  # a result that cannot be placed in the scene is a failure, not a crash
+            logging.exception("CTSliceSynthesis: could not create the output volumes")
+            return Outcome("failed", one_line(str(error)) or type(error).__name__), None
+        finally:
+            shutil.rmtree(job.workDir, ignore_errors=True)
+
+    def _createOutputs(self, job: _Job, info: dict) -> SynthesisOutputs:
+        inputVolume = slicer.mrmlScene.GetNodeByID(job.inputVolumeID)
+        if inputVolume is None:
+            raise RuntimeError(_("the input volume was removed from the scene during the synthesis"))
+        scale = job.grid.scale
+        outputVolume = self._existingNode(job.outputVolumeID) or slicer.modules.volumes.logic().CloneVolumeWithoutImageData(
+            slicer.mrmlScene, inputVolume, naming.output_node_name(inputVolume.GetName(), scale))
+        self._fillVolume(outputVolume, np.load(job.request.output_path), job.grid, inputVolume, info)
+        disagreementVolume = None
+        if job.request.disagreement_path:
+            disagreementVolume = self._existingNode(job.disagreementVolumeID) or slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLScalarVolumeNode",
+                slicer.mrmlScene.GenerateUniqueName(naming.disagreement_node_name(inputVolume.GetName(), scale)))
+            disagreement = np.load(job.request.disagreement_path)
+            self._fillVolume(disagreementVolume, disagreement, job.grid, inputVolume, info)
+            self._showAsHeatMap(disagreementVolume, disagreement)
+        return SynthesisOutputs(outputVolume, disagreementVolume, info)
+
+    @staticmethod
+    def _existingNode(nodeID: Optional[str]):
+        return slicer.mrmlScene.GetNodeByID(nodeID) if nodeID else None
+
+    @staticmethod
+    def _fillVolume(volumeNode, voxels: np.ndarray, grid: ijk_geometry.OutputGrid, inputVolume, info: dict) -> None:
+        """Voxels, geometry, parent transform, subject-hierarchy place and provenance of a result volume."""
+        volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(grid.ijk_to_ras))
+        slicer.util.updateVolumeFromArray(volumeNode, voxels)
+        volumeNode.SetAndObserveTransformNodeID(inputVolume.GetTransformNodeID())
+        if volumeNode.GetDisplayNode() is None:
+            volumeNode.CreateDefaultDisplayNodes()
+            inputDisplay = inputVolume.GetDisplayNode()
+            if inputDisplay is not None:
+                volumeNode.GetDisplayNode().SetAutoWindowLevel(False)
+                volumeNode.GetDisplayNode().SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
+        names = vtk.vtkStringArray()
+        volumeNode.GetAttributeNames(names)
+        for index in range(names.GetNumberOfValues()):
+            if naming.is_source_attribute(names.GetValue(index)):
+                volumeNode.RemoveAttribute(names.GetValue(index))
+        attributes = naming.provenance_attributes(
+            scale=grid.scale,
+            axis_name=grid.axis_name,
+            model_id=str(info.get("model_id", "")),
+            model_sha256=info.get("sha256"),
+            preset=str(info.get("preset", "")),
+            device=str(info.get("device", "")),
+            adapt_seconds=float(info.get("adapt_seconds", 0.0)),
+            input_name=inputVolume.GetName(),
+        )
+        for name, value in attributes.items():
+            volumeNode.SetAttribute(name, value)
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        shNode.SetItemParent(shNode.GetItemByDataNode(volumeNode),
+                             shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume)))
+
+    @staticmethod
+    def _showAsHeatMap(volumeNode, disagreement: np.ndarray) -> None:
+        """Iron colour map from 0 to the 99th percentile of the synthesized voxels; agreement (0 HU) transparent."""
+        displayNode = volumeNode.GetDisplayNode()
+        displayNode.SetAndObserveColorNodeID("vtkMRMLColorTableNodeIron")
+        positive = disagreement[disagreement > 0]
+        top = float(np.percentile(positive, 99)) if positive.size else 1.0
+        displayNode.SetAutoWindowLevel(False)
+        displayNode.SetWindowLevelMinMax(0.0, max(top, 1e-3))
+        displayNode.SetAutoThreshold(False)
+        displayNode.SetLowerThreshold(1e-3)
+        displayNode.SetApplyThreshold(True)
+
+
+#
+# CTSliceSynthesisTest
+#
+
+
+class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
+    """Self-test run by Slicer's ctest (``slicer_add_python_unittest``) or the Reload & Test button."""
+
+    def setUp(self) -> None:
+        """Start from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        """Run all tests; the synthesis test (needs torch) runs last because it may be skipped."""
+        self.setUp()
+        self.test_outputVolumeGeometry()
+        self.setUp()
+        self.test_comparisonLayout()
+        self.setUp()
+        self.test_synthesisBlocking()
+
+    @staticmethod
+    def _obliqueVolume(name: str = "thick"):
+        """A small int16 volume under a rotated, flipped IJK-to-RAS with 5 mm slices along K."""
+        rotation = vtk.vtkTransform()
+        rotation.RotateWXYZ(20.0, 1.0, 0.3, 0.1)
+        matrix = slicer.util.arrayFromVTKMatrix(rotation.GetMatrix())
+        matrix[:3, :3] = matrix[:3, :3] @ np.diag([-0.8, 0.8, 5.0])
+        matrix[:3, 3] = [12.0, -30.0, 7.5]
+        voxels = (np.arange(4 * 24 * 16, dtype=np.int16).reshape(4, 24, 16) % 400) - 200
+        return slicer.util.addVolumeFromArray(voxels, matrix, name), matrix, voxels
+
+    def test_outputVolumeGeometry(self) -> None:
+        """Output grid, pass-through slices, transform, hierarchy and provenance, without running the network."""
+        self.delayDisplay("Output volume geometry")
+        inputVolume, matrix, voxels = self._obliqueVolume()
+        transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+        logic = CTSliceSynthesisLogic()
+        grid = logic.planGrid(inputVolume, 2)
+        self.assertEqual(grid.axis_name, "K")
+        self.assertEqual(grid.dimensions, (16, 24, 7))
+        synthesized = np.repeat(voxels, 2, axis=0)[:7]
+        output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "out")
+        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 0.0}
+        logic._fillVolume(output, synthesized, grid, inputVolume, info)
+        ijkToRAS = vtk.vtkMatrix4x4()
+        output.GetIJKToRASMatrix(ijkToRAS)
+        outMatrix = slicer.util.arrayFromVTKMatrix(ijkToRAS)
+        for k in range(voxels.shape[0]):  # output slice 2k is where input slice k was
+            np.testing.assert_allclose(outMatrix @ [3, 5, 2 * k, 1], matrix @ [3, 5, k, 1], atol=1e-6)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(output)[::2], voxels)
+        self.assertEqual(slicer.util.arrayFromVolume(output).dtype, np.int16)
+        self.assertEqual(output.GetTransformNodeID(), transform.GetID())
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.scale"), "2")
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        self.assertEqual(shNode.GetItemParent(shNode.GetItemByDataNode(output)),
+                         shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume)))
+
+    def test_comparisonLayout(self) -> None:
+        """Linked side-by-side views with a main window; nothing (and no error) without one."""
+        self.delayDisplay("Comparison layout")
+        inputVolume, _matrix, _voxels = self._obliqueVolume("input")
+        outputVolume, _matrix, _voxels = self._obliqueVolume("output")
+        shown = layout.show_comparison(inputVolume, outputVolume, "Coronal")
+        if slicer.app.layoutManager() is None:
+            self.assertFalse(shown)
+            return
+        self.assertTrue(shown)
+        manager = slicer.app.layoutManager()
+        self.assertEqual(manager.layout, layout.SIDE_BY_SIDE_LAYOUT)
+        for viewName, volume in ((layout.INPUT_VIEW, inputVolume), (layout.OUTPUT_VIEW, outputVolume)):
+            composite = manager.sliceWidget(viewName).mrmlSliceCompositeNode()
+            self.assertEqual(composite.GetBackgroundVolumeID(), volume.GetID())
+            self.assertTrue(composite.GetLinkedControl())
+
+    def test_synthesisBlocking(self) -> None:
+        """The whole pipeline through the background process, with a small untrained model on the CPU."""
+        torchNeeded, packages = dependencies.missing_dependencies(CTSliceSynthesisLogic.requirementsPath())
+        if torchNeeded or packages:
+            self.skipTest("torch or the engine's Python packages are not installed")
+        self.delayDisplay("Synthesis in a background process")
+        from CTSliceSynthesisLib.model_store import create_model, save_model
+
+        workDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
+        try:
+            checkpoint = os.path.join(workDir, "lite_x2.pt")
+            save_model(create_model("lite", 2), checkpoint)
+            inputVolume, _matrix, voxels = self._obliqueVolume()
+            outputs = CTSliceSynthesisLogic().process(
+                inputVolume, scale=2, checkpoint=checkpoint, device="cpu", withDisagreement=True)
+        finally:
+            shutil.rmtree(workDir, ignore_errors=True)
+        result = slicer.util.arrayFromVolume(outputs.outputVolume)
+        self.assertEqual(result.shape, (7, 24, 16))
+        np.testing.assert_array_equal(result[::2], voxels)
+        self.assertEqual(outputs.outputVolume.GetName(), "thick synthesized ×2")
+        self.assertEqual(slicer.util.arrayFromVolume(outputs.disagreementVolume).shape, (7, 24, 16))
+        self.delayDisplay("Test passed")

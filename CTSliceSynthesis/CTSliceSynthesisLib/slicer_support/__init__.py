@@ -1,0 +1,10 @@
+"""Decisions the 3D Slicer module makes, as plain functions importable without ``slicer`` and without ``torch``.
+
+- ``ijk_geometry``: thick axis, output grid and IJK-to-RAS of a synthesized volume;
+- ``naming``: output node names and provenance attributes;
+- ``process_protocol``: the progress lines of the background process and its command line;
+- ``process_runner``: running that process without blocking, reading its output, ending its process tree;
+- ``batch_args`` and ``batch_runner``: the headless batch command;
+- ``dependencies``: what must be installed, and installing it in Slicer (Slicer calls only at call time);
+- ``layout``: the linked side-by-side comparison views (Slicer calls only at call time, none without a main window).
+"""

@@ -1,0 +1,131 @@
+"""Which Python packages the engine needs in Slicer, and installing them when the user agrees.
+
+torch comes from the PyTorch extension's ``PyTorchUtils`` (it picks the right CUDA or CPU build); the other
+packages, listed in ``Resources/requirements.txt`` with lower bounds only, come from ``slicer.util.pip_install``.
+Slicer's own numpy and SimpleITK are never touched. Checks read package metadata and import nothing, so a package
+found too old can still be upgraded without a restart. Nothing here runs at import time; ``slicer`` and
+``PyTorchUtils`` are imported only by :func:`ensure_dependencies`, which must run on the main thread.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+TORCH_REQUIREMENT = ">=2.2"
+
+VersionLookup = Callable[[str], Optional[str]]
+
+
+class DependencyError(RuntimeError):
+    """A required package is missing or unusable; the message (one line) says what to do."""
+
+
+def installed_version(distribution: str) -> Optional[str]:
+    """Version of an installed distribution, from its metadata (nothing is imported); ``None`` if absent."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def read_requirements(path: Path) -> List[str]:
+    """The requirement lines of a requirements file, without comments and blank lines."""
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+def is_satisfied(requirement: str, version_of: VersionLookup = installed_version) -> bool:
+    """Whether ``requirement`` (e.g. ``nibabel>=5``) is met by what is installed."""
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        raise DependencyError(f"invalid requirement {requirement!r}") from None
+    version = version_of(parsed.name)
+    if version is None:
+        return False
+    try:
+        return parsed.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
+
+
+def unmet_requirements(requirements: Sequence[str], version_of: VersionLookup = installed_version) -> List[str]:
+    """The requirements of ``requirements`` that are not met."""
+    return [requirement for requirement in requirements if not is_satisfied(requirement, version_of)]
+
+
+def install_prompt(torch_needed: bool, packages: Sequence[str]) -> str:
+    """The question asked before installing: what will be installed, and that it may take minutes."""
+    items = []
+    if torch_needed:
+        items.append(f"PyTorch (torch{TORCH_REQUIREMENT}, through the PyTorch extension; about 1 to 3 GB)")
+    items.extend(packages)
+    return (
+        "CTSliceSynthesis needs these Python packages, which are not installed yet:\n  - "
+        + "\n  - ".join(items)
+        + "\n\nInstall them now? It may take several minutes; Slicer stays unresponsive while it runs."
+    )
+
+
+def missing_dependencies(requirements_path: Path, version_of: VersionLookup = installed_version) -> tuple:
+    """``(torch_needed, unmet_packages)`` for the engine's dependencies."""
+    torch_needed = not is_satisfied("torch" + TORCH_REQUIREMENT, version_of)
+    return torch_needed, unmet_requirements(read_requirements(requirements_path), version_of)
+
+
+def ensure_dependencies(
+    requirements_path: Path,
+    confirm: Optional[Callable[[str], bool]],
+    version_of: VersionLookup = installed_version,
+) -> None:
+    """Make sure torch and the other packages are installed, installing them if ``confirm(question)`` agrees.
+
+    ``confirm=None`` installs nothing (batch runs without ``--install-dependencies``). Raises
+    :class:`DependencyError` when something is still missing. Call from Slicer's main thread only.
+    """
+    torch_needed, packages = missing_dependencies(requirements_path, version_of)
+    if not torch_needed and not packages:
+        return
+    names = (["torch" + TORCH_REQUIREMENT] if torch_needed else []) + list(packages)
+    if confirm is None:
+        raise DependencyError(f"missing Python packages: {', '.join(names)} (install them from the module, "
+                              "or run the batch with --install-dependencies)")
+    if not confirm(install_prompt(torch_needed, packages)):
+        raise DependencyError(f"installation declined; missing Python packages: {', '.join(names)}")
+    if torch_needed:
+        _install_torch()
+    if packages:
+        import slicer
+
+        slicer.util.pip_install(list(packages))
+    torch_needed, packages = missing_dependencies(requirements_path, version_of)
+    if torch_needed or packages:
+        still = (["torch" + TORCH_REQUIREMENT] if torch_needed else []) + list(packages)
+        raise DependencyError(f"still missing after installation: {', '.join(still)}; restart Slicer and try again")
+
+
+def _install_torch() -> None:
+    """Install torch with the PyTorch extension's logic (the right build for this computer's GPU, or CPU)."""
+    try:
+        import PyTorchUtils
+    except ModuleNotFoundError:
+        raise DependencyError(
+            "the 'PyTorch' extension is not installed: install it with the Extensions Manager, restart Slicer, "
+            "and try again"
+        ) from None
+    try:
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT
+        )
+    except Exception as error:  # a failed or corrupted wheel installation: give the recovery steps
+        raise DependencyError(
+            f"PyTorch could not be installed ({type(error).__name__}: {' '.join(str(error).split())}); restart Slicer, "
+            "uninstall PyTorch in the PyTorch Utils module, and install it again"
+        ) from None
+    if torch is None:
+        raise DependencyError("PyTorch was not installed")

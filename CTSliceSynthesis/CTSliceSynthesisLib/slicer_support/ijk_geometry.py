@@ -1,0 +1,113 @@
+"""The grid of a synthesized volume in Slicer's IJK terms. Pure numpy.
+
+Slicer describes a volume by its IJK dimensions and its 4×4 IJK-to-RAS matrix, and hands voxels to Python as a
+numpy array in K, J, I order. The synthesized volume keeps the origin and the direction cosines, divides the
+spacing of the thick (through-plane) axis by the factor ``r`` and has ``(n − 1)·r + 1`` slices along it, so that
+output slice ``m·r`` lies exactly where input slice ``m`` was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from ..config import SUPPORTED_SCALES
+from ..errors import InputError
+from ..geometry import thick_axis, upsampled_affine, upsampled_length, voxel_spacing
+
+AXIS_NAMES = ("I", "J", "K")
+AXIS_CHOICES = ("auto",) + AXIS_NAMES
+
+
+@dataclass(frozen=True)
+class OutputGrid:
+    """Where the voxels of a synthesized volume are: everything the output node needs besides the voxels."""
+
+    axis: int
+    scale: int
+    dimensions: Tuple[int, int, int]
+    spacing: Tuple[float, float, float]
+    ijk_to_ras: np.ndarray
+
+    @property
+    def numpy_axis(self) -> int:
+        """The thick axis in the K, J, I order of ``slicer.util.arrayFromVolume`` arrays."""
+        return numpy_axis(self.axis)
+
+    @property
+    def axis_name(self) -> str:
+        """``I``, ``J`` or ``K``."""
+        return AXIS_NAMES[self.axis]
+
+
+def numpy_axis(ijk_axis: int) -> int:
+    """Map an IJK axis to the matching axis of a K, J, I ordered array (the mapping is its own inverse)."""
+    if ijk_axis not in (0, 1, 2):
+        raise InputError(f"axis must be 0, 1 or 2, got {ijk_axis}")
+    return 2 - ijk_axis
+
+
+def resolve_thick_axis(spacing: Sequence[float], choice: str = "auto") -> int:
+    """The IJK axis to synthesize: the one with the largest spacing for ``auto``, else the named axis (I, J, K)."""
+    if choice == "auto":
+        try:
+            return thick_axis(spacing)
+        except ValueError as error:
+            raise InputError(f"cannot find the slice axis: {error}") from None
+    if choice not in AXIS_NAMES:
+        raise InputError(f"slice axis must be one of {', '.join(AXIS_CHOICES)}, got {choice!r}")
+    return AXIS_NAMES.index(choice)
+
+
+def scale_for_target_spacing(thick_spacing: float, target_spacing: float) -> int:
+    """The supported factor whose output slice spacing ``thick_spacing / r`` is closest to ``target_spacing``.
+
+    Ties go to the smaller factor (fewer synthesized slices).
+    """
+    if not (np.isfinite(thick_spacing) and np.isfinite(target_spacing)) or thick_spacing <= 0 or target_spacing <= 0:
+        raise InputError(f"slice spacings must be positive, got {thick_spacing} and {target_spacing} mm")
+    return min(SUPPORTED_SCALES, key=lambda r: (abs(thick_spacing / r - target_spacing), r))
+
+
+def plan_output_grid(
+    dimensions: Sequence[int], ijk_to_ras: np.ndarray, scale: int, axis_choice: str = "auto"
+) -> OutputGrid:
+    """The output grid for an input of IJK ``dimensions`` and matrix ``ijk_to_ras`` up-sampled ``scale`` times.
+
+    Raises :class:`InputError` (one line) when the input cannot be synthesized: a factor other than 2, 3 or 4,
+    a degenerate matrix, or fewer than two slices along the chosen axis.
+    """
+    if scale not in SUPPORTED_SCALES:
+        raise InputError(f"unsupported factor ×{scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    dims = tuple(int(d) for d in dimensions)
+    if len(dims) != 3 or min(dims) < 1:
+        raise InputError(f"expected three positive IJK dimensions, got {tuple(dimensions)}")
+    matrix = np.asarray(ijk_to_ras, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise InputError("the volume's IJK-to-RAS matrix is not a valid 4×4 geometry")
+    spacing = voxel_spacing(matrix)
+    axis = resolve_thick_axis(spacing, axis_choice)
+    if dims[axis] < 2:
+        raise InputError(f"axis {AXIS_NAMES[axis]} has {dims[axis]} slice; at least 2 are needed to synthesize between")
+    out_dims = list(dims)
+    out_dims[axis] = upsampled_length(dims[axis], scale)
+    out_spacing = [float(s) for s in spacing]
+    out_spacing[axis] /= scale
+    return OutputGrid(
+        axis=axis,
+        scale=int(scale),
+        dimensions=(out_dims[0], out_dims[1], out_dims[2]),
+        spacing=(out_spacing[0], out_spacing[1], out_spacing[2]),
+        ijk_to_ras=upsampled_affine(matrix, axis, scale),
+    )
+
+
+def nonlinear_transform_warning(volume_name: str, transform_name: str) -> str:
+    """The message shown when a volume sits under a non-linear transform (e.g. a DICOM acquisition transform)."""
+    return (
+        f"'{volume_name}' is under the non-linear transform '{transform_name}' (for example a gantry-tilt or "
+        "irregular-spacing correction from DICOM import). Synthesis works on the voxel grid, whose slices are then "
+        "not evenly spaced in space; harden the transform first (Data module) for a geometrically exact result."
+    )
