@@ -65,8 +65,10 @@ def truncated_consistency(
     if fraction is not None:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        keep = math.ceil(fraction * squared.numel())
+        keep = math.ceil(fraction * squared.numel() - 1e-9)  # 0.07 · 100 must keep 7, not 8
     else:
+        if int(count) < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
         keep = min(int(count), squared.numel())
     if keep >= squared.numel():
         return squared.mean()

@@ -44,8 +44,11 @@ class SliceInterpolator(nn.Module):
         self.head_out = nn.Conv2d(config.stem_channels, scale - 1, 1)
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> SliceInterpolatorOutput:
-        if first.shape[-2] % self.block or first.shape[-1] % self.block:
-            raise ValueError(f"SInt needs H and W divisible by {self.block}, got {tuple(first.shape[-2:])}")
+        height, width = first.shape[-2:]
+        if height % self.block or width % self.block or min(height, width) < 2 * self.block:
+            raise ValueError(
+                f"SInt needs H and W divisible by {self.block} and at least {2 * self.block}, got {(height, width)}"
+            )
         a = F.pixel_unshuffle(self.stem(first), self.block)
         b = F.pixel_unshuffle(self.stem(second), self.block)
         e0 = self.encoder_head(torch.cat((a, b), dim=1))
@@ -53,14 +56,15 @@ class SliceInterpolator(nn.Module):
         e2 = self.encoder_groups[1](e1)
         e3 = self.encoder_tail(self.encoder_groups[2](e2) + e0)
 
-        queries = F.normalize(e3.float(), dim=1)
-        n, width, h, w = queries.shape
-        flat = queries.permute(0, 2, 3, 1).reshape(-1, width)
-        read = self.memory.read(flat).reshape(n, h, w, width).permute(0, 3, 1, 2)
-        compactness = separateness = None
-        if self.training:
-            compactness, separateness = self.memory.losses(flat)
-            self.memory.update(flat)
+        with torch.autocast(device_type=e3.device.type, enabled=False):  # memory maths in float32
+            queries = F.normalize(e3.float(), dim=1)
+            n, width, h, w = queries.shape
+            flat = queries.permute(0, 2, 3, 1).reshape(-1, width)
+            read = self.memory.read(flat).reshape(n, h, w, width).permute(0, 3, 1, 2)
+            compactness = separateness = None
+            if self.training:
+                compactness, separateness = self.memory.losses(flat)
+                self.memory.update(flat)
         d3 = torch.cat((queries, read), dim=1).to(e3.dtype)
 
         u1 = self.decoder_groups[0](self.decoder_heads[0](d3))
