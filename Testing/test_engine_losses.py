@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import warnings
 from typing import Dict, List
@@ -219,9 +221,10 @@ TERMS = (
 
 @pytest.fixture(scope="module")
 def lite_networks() -> SynthesisNetworks:
-    """A lite r = 2 model with a fixed seed and non-zero LAM/CSAM scales, in training mode; copy before use."""
+    """A lite-sized r = 2 model of the authors' kind (no residual, so every head is random), with a fixed seed and
+    non-zero LAM/CSAM scales, in training mode; copy before use."""
     torch.manual_seed(11)
-    networks = SynthesisNetworks(model_config("lite", SCALE))
+    networks = SynthesisNetworks(dataclasses.replace(model_config("lite", SCALE), residual=False))
     with torch.no_grad():
         networks.pint.layer_attention.gamma.fill_(0.2)
         networks.pint.channel_spatial_attention.gamma.fill_(0.2)

@@ -305,3 +305,25 @@ def test_interpolate_axial_training_returns_losses(fixed_seed: int) -> None:
     assert new.shape == (1, 2, 16, 16)
     assert compactness is not None and compactness.ndim == 0
     assert separateness is not None and separateness.ndim == 0
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_residual_nets_start_as_linear_interpolation(scale: int) -> None:
+    """With ``residual`` (the lite preset) an untrained model is exactly linear interpolation in every view."""
+    from CTSliceSynthesisLib.nets import SynthesisNetworks
+
+    networks = SynthesisNetworks(model_config("lite", scale)).eval()
+    assert networks.config.residual and not model_config("paper", scale).residual
+    first, second = torch.rand(2, 1, 16, 24), torch.rand(2, 1, 16, 24)
+    with torch.no_grad():
+        slices = networks.sint(first, second).slices
+        for u in range(scale - 1):
+            t = (u + 1) / scale
+            torch.testing.assert_close(slices[:, u : u + 1], (1 - t) * first + t * second)
+        images = torch.rand(3, 1, 10, 6)
+        out = networks.pint(images)
+    columns = torch.arange(out.shape[-1]) / scale
+    left = columns.floor().long().clamp(max=images.shape[-1] - 2)
+    weight = columns - left
+    expected = images[..., left] * (1 - weight) + images[..., left + 1] * weight
+    torch.testing.assert_close(out, expected)

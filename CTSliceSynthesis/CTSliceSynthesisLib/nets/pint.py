@@ -74,10 +74,13 @@ class PixelInterpolator(nn.Module):
 
     ``(N, 1, A, L) → (N, 1, A, r(L − 1) + 1)``. Input columns pass through exactly (``out[..., ::r] == x``);
     the net predicts the ``r − 1`` columns after each input column, and those after the last one are dropped.
+    With ``residual`` the prediction is linear interpolation plus the net's correction (zero at initialisation).
     """
 
-    def __init__(self, config: PIntConfig, scale: int) -> None:
+    def __init__(self, config: PIntConfig, scale: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
+        self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.scale = scale
         self.head = conv3x3(1, width)
@@ -88,6 +91,9 @@ class PixelInterpolator(nn.Module):
         self.channel_spatial_attention = ChannelSpatialAttention()
         self.fuse = conv3x3(2 * width, width)
         self.head_out = conv3x3(width, scale - 1)
+        if residual:
+            nn.init.zeros_(self.head_out.weight)
+            nn.init.zeros_(self.head_out.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, _, a, length = images.shape
@@ -101,6 +107,10 @@ class PixelInterpolator(nn.Module):
         from_tail = self.channel_spatial_attention(tail)
         fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
         new_columns = self.head_out(self.channel_spatial_attention(fused))
+        if self.residual:  # linear interpolation towards the next column (the last one's are cropped)
+            following = torch.cat((images[..., 1:], images[..., -1:]), dim=-1)
+            fractions = self.fractions.to(new_columns.dtype)[None, :, None, None]
+            new_columns = new_columns + images + (following - images) * fractions
         stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
         interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
         return interleaved[..., : (length - 1) * self.scale + 1]

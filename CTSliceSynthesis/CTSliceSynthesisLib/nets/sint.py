@@ -25,12 +25,15 @@ class SliceInterpolator(nn.Module):
     """Predicts the ``r − 1`` slices between two axial slices in one pass.
 
     ``(N, 1, H, W), (N, 1, H, W) → (N, r − 1, H, W)``; channel ``u`` is the slice at fraction ``(u + 1)/r``.
-    ``H`` and ``W`` must be multiples of ``config.block``. In training mode every call reads the memory, computes
+    ``H`` and ``W`` must be multiples of ``config.block``. With ``residual`` the output is linear interpolation
+    between the two slices plus the net's correction (zero at initialisation). In training mode every call reads the memory, computes
     its losses, then updates it (no gradient); in eval mode the memory is only read.
     """
 
-    def __init__(self, config: SIntConfig, scale: int) -> None:
+    def __init__(self, config: SIntConfig, scale: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
+        self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.block = config.block
         self.stem = nn.Conv2d(1, config.stem_channels, 1)
@@ -42,6 +45,9 @@ class SliceInterpolator(nn.Module):
         self.decoder_groups = nn.ModuleList(slice_group(width, blocks, reduction) for _ in range(3))
         self.decoder_tail = conv3x3(width, width)
         self.head_out = nn.Conv2d(config.stem_channels, scale - 1, 1)
+        if residual:
+            nn.init.zeros_(self.head_out.weight)
+            nn.init.zeros_(self.head_out.bias)
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> SliceInterpolatorOutput:
         height, width = first.shape[-2:]
@@ -70,5 +76,8 @@ class SliceInterpolator(nn.Module):
         u1 = self.decoder_groups[0](self.decoder_heads[0](d3))
         u2 = self.decoder_groups[1](self.decoder_heads[1](torch.cat((u1 - e2, u1), dim=1)))
         u3 = self.decoder_groups[2](self.decoder_heads[2](torch.cat((u2 - e1, u2), dim=1)))
-        out = F.pixel_shuffle(self.decoder_tail(u3), self.block)
-        return SliceInterpolatorOutput(self.head_out(out), compactness, separateness)
+        out = self.head_out(F.pixel_shuffle(self.decoder_tail(u3), self.block))
+        if self.residual:
+            fractions = self.fractions.to(out.dtype)[None, :, None, None]
+            out = out + first + (second - first) * fractions
+        return SliceInterpolatorOutput(out, compactness, separateness)
