@@ -84,18 +84,23 @@ def synthesize_volume(
         raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
     source = np.moveaxis(volume, axis, 0)
     run = _Synthesis(source, model, progress, cancel)
-    axial = run.axial()
-    coronal_minus_axial = run.pixel_view(axial, view="coronal")
-    sagittal_minus_axial = run.pixel_view(axial, view="sagittal")
-    # eq. 7 at synthesized slices: (A + C + S)/3 = A + ((C − A) + (S − A))/3.
-    fused = coronal_minus_axial + sagittal_minus_axial
-    fused /= 3.0
-    fused += axial
+    fused = run.axial()
     disagreement = None
     if with_disagreement:
-        disagreement = _view_spread(coronal_minus_axial, sagittal_minus_axial, source.shape, scale)
-        disagreement = np.moveaxis(disagreement, 0, axis)
-    del coronal_minus_axial, sagittal_minus_axial, axial
+        # Keep the views apart to measure their spread; (A + C + S)/3 = A + ((C − A) + (S − A))/3.
+        coronal_minus_axial = run.pixel_view(fused, "coronal", subtract=True)
+        sagittal_minus_axial = run.pixel_view(fused, "sagittal", subtract=True)
+        spread = _view_spread(coronal_minus_axial, sagittal_minus_axial, source.shape, scale)
+        disagreement = np.moveaxis(spread, 0, axis)
+        coronal_minus_axial += sagittal_minus_axial
+        coronal_minus_axial /= 3.0
+        fused += coronal_minus_axial
+        del coronal_minus_axial, sagittal_minus_axial
+    else:
+        # One accumulator: A, then + C, + S, then / 3 (eq. 7 at synthesized slices).
+        run.pixel_view(fused, "coronal", subtract=False)
+        run.pixel_view(fused, "sagittal", subtract=False)
+        fused /= 3.0
     output = _assemble(source, fused, scale)
     run.report(1.0, "done")
     return SynthesisResult(np.moveaxis(output, 0, axis), disagreement)
@@ -153,31 +158,33 @@ class _Synthesis:
         return result
 
     @torch.no_grad()
-    def pixel_view(self, axial: np.ndarray, view: str) -> np.ndarray:
-        """PInt on the coronal or sagittal images, minus the axial estimate: ``(n_new, H, W)`` float32."""
+    def pixel_view(self, accumulator: np.ndarray, view: str, subtract: bool) -> np.ndarray:
+        """PInt on every coronal or sagittal image, at the synthesized slices ``(n_new, H, W)`` (float32 units).
+
+        With ``subtract`` returns a new array holding the view minus ``accumulator``; otherwise adds the view
+        into ``accumulator`` in place and returns it.
+        """
         slices, height, width = self.source.shape
-        images_along = 1 if view == "coronal" else 2  # coronal images fix axis H (1 of S,H,W), sagittal fix W
-        count = self.source.shape[images_along]
-        in_plane = width if view == "coronal" else height
+        coronal = view == "coronal"
+        count, in_plane = (height, width) if coronal else (width, height)
         per_call = max(1, PINT_PIXELS_PER_CALL // (in_plane * slices))
         pint = self.model.networks.pint
-        result = np.empty_like(axial)
+        result = np.empty_like(accumulator) if subtract else accumulator
+        new_index = self.new_index.to(self.model.device)
         for start in range(0, count, per_call):
             stop = min(start + per_call, count)
-            if view == "coronal":
-                chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)  # (h, W, S)
+            if coronal:  # images fix an index of H: (h, 1, W, S)
+                chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)
+            else:  # images fix an index of W: (w, 1, H, S)
+                chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)
+            out = pint(chunk[:, None])[:, 0][..., new_index].float().cpu().numpy()
+            # (images, in-plane, n_new) → the z-first block of this chunk
+            block = out.transpose(2, 0, 1) if coronal else out.transpose(2, 1, 0)
+            region = (slice(None), slice(start, stop)) if coronal else (slice(None), slice(None), slice(start, stop))
+            if subtract:
+                np.subtract(block, accumulator[region], out=result[region])
             else:
-                chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)  # (w, H, S)
-            out = pint(chunk[:, None])[:, 0, :, self.new_index.to(chunk.device)].float().cpu().numpy()
-            # out: (images, in-plane, n_new) → z-first block
-            if view == "coronal":
-                block = out.transpose(2, 0, 1)
-                result[:, start:stop, :] = block
-                result[:, start:stop, :] -= axial[:, start:stop, :]
-            else:
-                block = out.transpose(2, 1, 0)
-                result[:, :, start:stop] = block
-                result[:, :, start:stop] -= axial[:, :, start:stop]
+                result[region] += block
             self._step((stop - start) * in_plane * slices, f"{view} view (PInt)")
         return result
 
