@@ -15,11 +15,6 @@ import torch.nn.functional as F
 from .nets import PixelInterpolator, SliceInterpolator
 
 
-def upsampled_length(length: int, scale: int) -> int:
-    """Number of slices after synthesis: ``(length − 1)·scale + 1`` (the method never extrapolates)."""
-    return (length - 1) * scale + 1
-
-
 def new_positions(length: int, scale: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """Indices ``i`` of an up-sampled stack of ``length`` slices with ``i mod scale ≠ 0`` (synthesized slices)."""
     index = torch.arange(length, device=device)
