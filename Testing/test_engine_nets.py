@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from CTSliceSynthesisLib.config import model_config
+from CTSliceSynthesisLib.geometry import upsampled_length
 from CTSliceSynthesisLib.nets import PixelInterpolator, SliceInterpolator
 from CTSliceSynthesisLib.nets.pint import ChannelSpatialAttention, LayerAttention
 from CTSliceSynthesisLib.views import (
@@ -24,7 +25,6 @@ from CTSliceSynthesisLib.views import (
     interpolate_sagittal,
     new_positions,
     sagittal_images,
-    upsampled_length,
 )
 
 SCALES = (2, 3, 4)
