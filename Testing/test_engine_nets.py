@@ -280,21 +280,20 @@ def test_interpolate_axial_pads_and_orders(fixed_seed: int, scale: int) -> None:
     torch.testing.assert_close(new[:, scale - 1 :], pair_one, atol=1e-5, rtol=1e-5)
 
 
-def test_interpolate_axial_small_plane(fixed_seed: int) -> None:
-    """A 9 × 13 plane (padding 7 of 9 rows, 3 of 13 columns, up to 16 × 16) keeps its shape."""
-    sint = lite_sint(2).eval()
+@pytest.mark.parametrize(
+    "scale, shape",
+    [
+        (2, (1, 4, 9, 13)),  # padding 7 of 9 rows and 3 of 13 columns, up to 16 × 16 (reflect)
+        (3, (2, 3, 3, 5)),  # smaller than two blocks: padded to 16 × 16 (replicate)
+    ],
+)
+def test_interpolate_axial_small_planes_keep_their_shape(fixed_seed: int, scale: int, shape: tuple) -> None:
+    """Planes that are not multiples of the block, or smaller than two blocks, are padded and cropped back."""
+    sint = lite_sint(scale).eval()
+    batch, slices, height, width = shape
     with torch.no_grad():
-        new, _, _ = interpolate_axial(sint, torch.rand(1, 4, 9, 13))
-    assert new.shape == (1, 3, 9, 13)
-    assert torch.isfinite(new).all()
-
-
-def test_interpolate_axial_tiny_plane(fixed_seed: int) -> None:
-    """A plane smaller than two blocks (3 × 5) is padded to 16 × 16 (replicate) and cropped back."""
-    sint = lite_sint(3).eval()
-    with torch.no_grad():
-        new, _, _ = interpolate_axial(sint, torch.rand(2, 3, 3, 5))
-    assert new.shape == (2, 4, 3, 5)
+        new, _, _ = interpolate_axial(sint, torch.rand(*shape))
+    assert new.shape == (batch, (slices - 1) * (scale - 1), height, width)
     assert torch.isfinite(new).all()
 
 

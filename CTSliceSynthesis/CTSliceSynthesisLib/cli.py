@@ -140,7 +140,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
     if args.disagreement and args.disagreement.resolve() == args.output.resolve():
         raise OutputError("--disagreement must differ from --output")
 
-    from .inference import check_volume, synthesize_volume
+    from .inference import check_volume
     from .model_store import load_model
     from .nifti_io import read_nifti, write_nifti
 
