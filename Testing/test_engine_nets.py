@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 import pytest
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -307,12 +308,13 @@ def test_interpolate_axial_training_returns_losses(fixed_seed: int) -> None:
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_residual_nets_start_as_linear_interpolation(scale: int) -> None:
-    """With ``residual`` (the lite preset) an untrained model is exactly linear interpolation in every view."""
+def test_linear_residual_nets_start_as_linear_interpolation(scale: int) -> None:
+    """With a linear residual base an untrained model is exactly linear interpolation in every view."""
+    from dataclasses import replace
+
     from CTSliceSynthesisLib.nets import SynthesisNetworks
 
-    networks = SynthesisNetworks(model_config("lite", scale)).eval()
-    assert networks.config.residual and not model_config("paper", scale).residual
+    networks = SynthesisNetworks(replace(model_config("lite", scale), base="linear")).eval()
     first, second = torch.rand(2, 1, 16, 24), torch.rand(2, 1, 16, 24)
     with torch.no_grad():
         slices = networks.sint(first, second).slices
@@ -326,3 +328,32 @@ def test_residual_nets_start_as_linear_interpolation(scale: int) -> None:
     weight = columns - left
     expected = images[..., left] * (1 - weight) + images[..., left + 1] * weight
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_lite_nets_start_as_cubic_interpolation(scale: int) -> None:
+    """The lite preset corrects cubic B-spline interpolation: untrained, every view equals the z-only cubic
+    baseline, and whole-volume synthesis (chunked, with cubic context) matches ``upsample_cubic`` to 0.02 HU."""
+    from CTSliceSynthesisLib.baselines import upsample_cubic
+    from CTSliceSynthesisLib.inference import synthesize_volume
+    from CTSliceSynthesisLib.model_store import SynthesisModel
+    from CTSliceSynthesisLib.nets import SynthesisNetworks
+    from CTSliceSynthesisLib.views import interpolate_axial, interpolate_coronal, new_positions
+
+    config = model_config("lite", scale)
+    assert config.residual and config.base == "cubic" and model_config("paper", scale).base == "linear"
+    networks = SynthesisNetworks(config).eval()
+    volume = torch.rand(1, 7, 16, 24)
+    reference = torch.from_numpy(upsample_cubic(volume[0].numpy(), scale, axis=0))[None]
+    synthesized = new_positions(reference.shape[1], scale)
+    with torch.no_grad():
+        axial, _, _ = interpolate_axial(networks.sint, volume)
+        coronal = interpolate_coronal(networks.pint, volume)
+    torch.testing.assert_close(axial, reference[:, synthesized], atol=1e-5, rtol=0)
+    torch.testing.assert_close(coronal, reference, atol=1e-5, rtol=0)
+
+    hu = np.random.default_rng(scale).uniform(-1000, 2000, size=(40, 24, 16)).astype(np.float32)
+    model = SynthesisModel(networks=networks, model_id="untrained", sha256=None, device=torch.device("cpu"))
+    out = synthesize_volume(hu, scale, model, axis=0).volume
+    expected = np.clip(upsample_cubic(hu, scale, axis=0), -1024, 3072)  # synthesis clips to the networks' range
+    np.testing.assert_allclose(out, expected, atol=0.02, rtol=0)

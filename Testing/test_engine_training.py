@@ -142,3 +142,32 @@ def test_ddp_two_cpu_processes_keep_parameters_identical(tmp_path: Path) -> None
         if name == "sint.memory.items":
             continue  # per-rank state between forwards; DDP broadcasts rank 0's at each forward
         assert torch.equal(value, rank1["state"][name]), name
+
+
+def test_thicken_slices_is_the_running_mean_of_consecutive_slices() -> None:
+    """Width 2 on slices 0, 1, 4 gives 0.5 and 2.5; width 1 is the identity."""
+    from CTSliceSynthesisLib.data import thicken_slices
+
+    stack = np.array([0.0, 1.0, 4.0], dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    np.testing.assert_allclose(thicken_slices(stack, 2)[:, 0, 0], [0.5, 2.5])
+    np.testing.assert_allclose(thicken_slices(stack, 3)[:, 0, 0], [5.0 / 3.0])
+    np.testing.assert_array_equal(thicken_slices(stack, 1), stack)
+
+
+def test_profile_augmentation_draws_every_width_and_keeps_the_window() -> None:
+    """With ``max_profile_width`` 3 the sampler returns windows of the requested length, some of them thickened
+    (a linear ramp along z stays a ramp, shifted by (w − 1)/2): both whole and half offsets occur."""
+    from CTSliceSynthesisLib.data import TrainingVolume, WindowSampler
+
+    ramp = np.broadcast_to(np.arange(40, dtype=np.float32)[:, None, None] * 10.0, (40, 16, 16)).copy()
+    sampler = WindowSampler(
+        [TrainingVolume("ramp", ramp, 1.0)], window=9, patch=16, region=16, generator=torch.Generator().manual_seed(0),
+        flips=False, max_profile_width=3,
+    )
+    offsets = set()
+    for _ in range(60):
+        window = sampler.sample_one()
+        assert window.shape == (9, 16, 16)
+        np.testing.assert_allclose(np.diff(window[:, 0, 0]), 10.0, atol=1e-4)
+        offsets.add(round(float(window[0, 0, 0] / 10.0) % 1.0, 3))
+    assert offsets == {0.0, 0.5}  # widths 1 and 3 give whole offsets, width 2 a half

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict
 
 SUPPORTED_SCALES = (2, 3, 4)
+RESIDUAL_BASES = ("linear", "cubic")
 
 
 @dataclass(frozen=True)
@@ -45,14 +46,18 @@ class ModelConfig:
     scale: int
     sint: SIntConfig = field(default_factory=SIntConfig)
     pint: PIntConfig = field(default_factory=PIntConfig)
-    # Both nets predict a correction to linear interpolation between the neighbouring slices (columns), with
-    # their output convolutions initialised to zero, so an untrained model starts as linear interpolation.
-    # False reproduces the authors' networks, which predict intensities directly.
+    # Both nets predict a correction to a classical interpolation along z (``base``: "linear" between the two
+    # neighbouring slices, or "cubic" B-spline over the whole stack), with their output convolutions initialised
+    # to zero, so an untrained model starts as that interpolation. False reproduces the authors' networks,
+    # which predict intensities directly.
     residual: bool = False
+    base: str = "linear"
 
     def __post_init__(self) -> None:
         if self.scale not in SUPPORTED_SCALES:
             raise ValueError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
+        if self.base not in RESIDUAL_BASES:
+            raise ValueError(f"unknown residual base {self.base!r}: choose one of {RESIDUAL_BASES}")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-dict form, safe to store in a ``weights_only`` checkpoint."""
@@ -67,18 +72,20 @@ class ModelConfig:
             sint=SIntConfig(**data["sint"]),
             pint=PIntConfig(**data["pint"]),
             residual=bool(data.get("residual", False)),
+            base=str(data.get("base", "linear")),
         )
 
 
 PRESETS: Dict[str, tuple] = {
     # The authors' networks (code-exact): 53,460,586 + 891,839 parameters at r = 2.
-    "paper": (SIntConfig(), PIntConfig(), False),
+    "paper": (SIntConfig(), PIntConfig(), False, "linear"),
     # CPU default (spec §14 lite-B): C = 64 = 1·8², 2 RCABs per group; PInt 16 channels, 2 groups × 2 blocks;
-    # residual to linear interpolation.
+    # residual to cubic B-spline interpolation along z.
     "lite": (
         SIntConfig(stem_channels=1, block=8, blocks_per_group=2),
         PIntConfig(width=16, groups=2, blocks_per_group=2),
         True,
+        "cubic",
     ),
 }
 
@@ -87,5 +94,5 @@ def model_config(preset: str, scale: int) -> ModelConfig:
     """Return the :class:`ModelConfig` of a named preset for factor ``scale``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {sorted(PRESETS)}")
-    sint, pint, residual = PRESETS[preset]
-    return ModelConfig(preset=preset, scale=scale, sint=sint, pint=pint, residual=residual)
+    sint, pint, residual, base = PRESETS[preset]
+    return ModelConfig(preset=preset, scale=scale, sint=sint, pint=pint, residual=residual, base=base)

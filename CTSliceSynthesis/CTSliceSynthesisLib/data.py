@@ -56,9 +56,22 @@ def load_volume(path: Path, pre_downsample: int = 1) -> TrainingVolume:
     return TrainingVolume(name=Path(path).name, data=data, slice_spacing=float(spacing[axis]) * pre_downsample)
 
 
+def thicken_slices(stack: np.ndarray, width: int) -> np.ndarray:
+    """Running mean of ``width`` consecutive slices along axis 0: ``(S, …) → (S − width + 1, …)`` (float32)."""
+    cumulative = np.cumsum(stack, axis=0, dtype=np.float64)
+    cumulative = np.concatenate((np.zeros_like(cumulative[:1]), cumulative), axis=0)
+    return ((cumulative[width:] - cumulative[:-width]) / width).astype(np.float32)
+
+
 class WindowSampler:
     """Draws batches ``(B, l_V, P, P)`` in [0, 1]: random z-windows of ``window`` slices and random ``patch``²
     crops from the central ``region``² of the slices, with random flips of both in-plane axes.
+
+    Slice-profile augmentation (``max_profile_width`` w > 1): each window is, with a width drawn uniformly from
+    1…w, the running mean of that many consecutive slices, i.e. the same anatomy reconstructed with slices that
+    many times thicker at the same spacing (overlapping when the width is above 1). Thin volumes whose slices
+    overlap (thickness above spacing, smooth along z) then appear in training with their ground truth, so the
+    nets learn when there is nothing to add to a smooth interpolation.
 
     All randomness comes from ``generator``, whose state a checkpoint stores, so resuming is exact.
     """
@@ -72,6 +85,7 @@ class WindowSampler:
         generator: torch.Generator,
         flips: bool = True,
         degradation: str = "none",
+        max_profile_width: int = 1,
     ) -> None:
         if degradation not in DEGRADATIONS:
             raise InputError(f"unknown degradation {degradation!r}: choose one of {DEGRADATIONS}")
@@ -85,6 +99,7 @@ class WindowSampler:
         self.generator = generator
         self.flips = flips
         self.degradation = degradation
+        self.max_profile_width = max(1, max_profile_width)
 
     def _integer(self, high: int) -> int:
         return int(torch.randint(0, high, (1,), generator=self.generator))
@@ -93,14 +108,18 @@ class WindowSampler:
         """One window ``(l_V, P, P)`` in HU (float32)."""
         volume = self.volumes[self._integer(len(self.volumes))].data
         slices, height, width = volume.shape
-        z = self._integer(slices - self.window + 1)
+        profile = min(1 + self._integer(self.max_profile_width), slices - self.window + 1)
+        extent = self.window + profile - 1
+        z = self._integer(slices - extent + 1)
         corners = []
         for size in (height, width):
             region = min(self.region, size)
             low = (size - region) // 2
             corners.append(low + self._integer(region - self.patch + 1))
         y, x = corners
-        crop = volume[z : z + self.window, y : y + self.patch, x : x + self.patch].astype(np.float32)
+        crop = volume[z : z + extent, y : y + self.patch, x : x + self.patch].astype(np.float32)
+        if profile > 1:
+            crop = thicken_slices(crop, profile)
         if self.flips:
             if self._integer(2):
                 crop = crop[:, ::-1]

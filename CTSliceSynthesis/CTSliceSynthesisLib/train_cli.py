@@ -31,6 +31,7 @@ TRAIN_FLAGS = {
     "checkpoint_every": "checkpoint_every",
     "seed": "seed",
     "degradation": "degradation",
+    "profile_width": "profile_width",
     "precision": "precision",
 }
 
@@ -54,6 +55,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--degradation", choices=("none", "blur-noise"), help="simulate blur + noise (default none)")
+    parser.add_argument(
+        "--profile-width", type=int, help="slice-profile augmentation: up to this many slices thick (default r; 1 off)"
+    )
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast where supported (default fp32)")
     parser.add_argument("--pre-downsample", type=int, default=1, help="keep every k-th slice of each volume")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")

@@ -50,12 +50,15 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     degradation: str = "none"
+    profile_width: int = 0  # slice-profile augmentation up to this many slices; 0 → r, 1 → off
     flips: bool = True
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.window == 0:
             self.window = default_window(self.scale)
+        if self.profile_width == 0:
+            self.profile_width = self.scale
         if self.scale not in SUPPORTED_SCALES:
             raise InputError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
         if (self.window - 1) % self.scale or self.window < 2 * self.scale + 1:
@@ -141,6 +144,7 @@ class Trainer:
             torch.Generator(),
             flips=config.flips,
             degradation=config.degradation,
+            max_profile_width=config.profile_width,
         )
         self.step = 0
         self.history: List[Dict[str, float]] = []

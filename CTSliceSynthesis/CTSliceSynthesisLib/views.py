@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .nets import PixelInterpolator, SliceInterpolator
+from .nets.cubic_base import cubic_between
 
 
 def new_positions(length: int, scale: int, device: Optional[torch.device] = None) -> torch.Tensor:
@@ -43,20 +44,28 @@ def _pad_to_multiple(images: torch.Tensor, multiple: int) -> Tuple[torch.Tensor,
 
 
 def interpolate_axial(
-    sint: SliceInterpolator, volume: torch.Tensor
+    sint: SliceInterpolator, volume: torch.Tensor, first_pair: int = 0, pair_count: Optional[int] = None
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Run SInt on every consecutive slice pair of ``volume (B, S, H, W)``.
+    """Run SInt on consecutive slice pairs of ``volume (B, S, H, W)``: all of them, or ``pair_count`` pairs
+    from ``first_pair`` on (the other slices then only serve as context for a cubic base).
 
-    Returns the new slices ``(B, (S − 1)(r − 1), H, W)`` in z order and the call's memory losses (``None`` in
+    Returns the new slices ``(B, pairs·(r − 1), H, W)`` in z order and the call's memory losses (``None`` in
     eval mode). In-plane sizes that are not a multiple of SInt's block are padded and cropped back.
     """
     b, s, h, w = volume.shape
+    pairs = s - 1 - first_pair if pair_count is None else pair_count
     padded, _, _ = _pad_to_multiple(volume, sint.block)
-    first = padded[:, :-1].reshape(b * (s - 1), 1, *padded.shape[-2:])
-    second = padded[:, 1:].reshape(b * (s - 1), 1, *padded.shape[-2:])
-    out = sint(first, second)
+    size = padded.shape[-2:]
+    first = padded[:, first_pair : first_pair + pairs].reshape(b * pairs, 1, *size)
+    second = padded[:, first_pair + 1 : first_pair + pairs + 1].reshape(b * pairs, 1, *size)
+    base = None
+    if sint.residual and sint.base_kind == "cubic":
+        per_pair = sint.fractions.numel()
+        between = cubic_between(padded, per_pair + 1, dim=1)[:, first_pair * per_pair : (first_pair + pairs) * per_pair]
+        base = between.reshape(b * pairs, per_pair, *size)
+    out = sint(first, second, base)
     slices = out.slices[..., :h, :w]
-    return slices.reshape(b, (s - 1) * slices.shape[1], h, w), out.compactness, out.separateness
+    return slices.reshape(b, pairs * slices.shape[1], h, w), out.compactness, out.separateness
 
 
 def coronal_images(volume: torch.Tensor) -> torch.Tensor:

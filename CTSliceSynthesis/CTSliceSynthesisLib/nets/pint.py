@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import PIntConfig
 from .blocks import conv3x3, pixel_group
+from .cubic_base import cubic_between
 
 
 class LayerAttention(nn.Module):
@@ -74,12 +75,14 @@ class PixelInterpolator(nn.Module):
 
     ``(N, 1, A, L) → (N, 1, A, r(L − 1) + 1)``. Input columns pass through exactly (``out[..., ::r] == x``);
     the net predicts the ``r − 1`` columns after each input column, and those after the last one are dropped.
-    With ``residual`` the prediction is linear interpolation plus the net's correction (zero at initialisation).
+    With ``residual`` the prediction is a base interpolation along the last axis (``base``: "linear" or cubic
+    B-spline) plus the net's correction (zero at initialisation).
     """
 
-    def __init__(self, config: PIntConfig, scale: int, residual: bool = False) -> None:
+    def __init__(self, config: PIntConfig, scale: int, residual: bool = False, base: str = "linear") -> None:
         super().__init__()
         self.residual = residual
+        self.base_kind = base
         self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.scale = scale
@@ -95,6 +98,18 @@ class PixelInterpolator(nn.Module):
             nn.init.zeros_(self.head_out.weight)
             nn.init.zeros_(self.head_out.bias)
 
+    def _base(self, images: torch.Tensor) -> torch.Tensor:
+        """Base values of the new columns ``(N, r − 1, A, L)``; those after the last column (cropped) repeat it."""
+        if self.base_kind == "cubic":
+            n, _, a, length = images.shape
+            between = cubic_between(images[:, 0], self.scale, dim=-1)  # (N, A, (L − 1)(r − 1))
+            between = between.reshape(n, a, length - 1, self.scale - 1).permute(0, 3, 1, 2)
+            last = images[..., -1:].expand(n, self.scale - 1, a, 1)
+            return torch.cat((between, last), dim=-1)
+        following = torch.cat((images[..., 1:], images[..., -1:]), dim=-1)
+        fractions = self.fractions.to(images.dtype)[None, :, None, None]
+        return images + (following - images) * fractions
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, _, a, length = images.shape
         h0 = self.head(images)
@@ -107,10 +122,8 @@ class PixelInterpolator(nn.Module):
         from_tail = self.channel_spatial_attention(tail)
         fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
         new_columns = self.head_out(self.channel_spatial_attention(fused))
-        if self.residual:  # linear interpolation towards the next column (the last one's are cropped)
-            following = torch.cat((images[..., 1:], images[..., -1:]), dim=-1)
-            fractions = self.fractions.to(new_columns.dtype)[None, :, None, None]
-            new_columns = new_columns + images + (following - images) * fractions
+        if self.residual:
+            new_columns = new_columns + self._base(images).to(new_columns.dtype)
         stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
         interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
         return interleaved[..., : (length - 1) * self.scale + 1]

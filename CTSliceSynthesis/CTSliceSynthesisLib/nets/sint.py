@@ -25,14 +25,17 @@ class SliceInterpolator(nn.Module):
     """Predicts the ``r − 1`` slices between two axial slices in one pass.
 
     ``(N, 1, H, W), (N, 1, H, W) → (N, r − 1, H, W)``; channel ``u`` is the slice at fraction ``(u + 1)/r``.
-    ``H`` and ``W`` must be multiples of ``config.block``. With ``residual`` the output is linear interpolation
-    between the two slices plus the net's correction (zero at initialisation). In training mode every call reads the memory, computes
-    its losses, then updates it (no gradient); in eval mode the memory is only read.
+    ``H`` and ``W`` must be multiples of ``config.block``. With ``residual`` the output is a base interpolation
+    plus the net's correction (zero at initialisation): ``base (N, r − 1, H, W)`` when given (the caller computes
+    the cubic base, which needs more than two slices; see ``base_kind``), else linear interpolation between the
+    two slices. In training mode every call reads the memory, computes its losses, then updates it (no
+    gradient); in eval mode the memory is only read.
     """
 
-    def __init__(self, config: SIntConfig, scale: int, residual: bool = False) -> None:
+    def __init__(self, config: SIntConfig, scale: int, residual: bool = False, base: str = "linear") -> None:
         super().__init__()
         self.residual = residual
+        self.base_kind = base
         self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.block = config.block
@@ -49,7 +52,9 @@ class SliceInterpolator(nn.Module):
             nn.init.zeros_(self.head_out.weight)
             nn.init.zeros_(self.head_out.bias)
 
-    def forward(self, first: torch.Tensor, second: torch.Tensor) -> SliceInterpolatorOutput:
+    def forward(
+        self, first: torch.Tensor, second: torch.Tensor, base: Optional[torch.Tensor] = None
+    ) -> SliceInterpolatorOutput:
         height, width = first.shape[-2:]
         if height % self.block or width % self.block or min(height, width) < 2 * self.block:
             raise ValueError(
@@ -78,6 +83,8 @@ class SliceInterpolator(nn.Module):
         u3 = self.decoder_groups[2](self.decoder_heads[2](torch.cat((u2 - e1, u2), dim=1)))
         out = self.head_out(F.pixel_shuffle(self.decoder_tail(u3), self.block))
         if self.residual:
-            fractions = self.fractions.to(out.dtype)[None, :, None, None]
-            out = out + first + (second - first) * fractions
+            if base is None:
+                fractions = self.fractions.to(out.dtype)[None, :, None, None]
+                base = first + (second - first) * fractions
+            out = out + base.to(out.dtype)
         return SliceInterpolatorOutput(out, compactness, separateness)

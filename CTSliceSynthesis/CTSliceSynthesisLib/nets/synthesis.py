@@ -15,8 +15,8 @@ class SynthesisNetworks(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.sint = SliceInterpolator(config.sint, config.scale, residual=config.residual)
-        self.pint = PixelInterpolator(config.pint, config.scale, residual=config.residual)
+        self.sint = SliceInterpolator(config.sint, config.scale, residual=config.residual, base=config.base)
+        self.pint = PixelInterpolator(config.pint, config.scale, residual=config.residual, base=config.base)
 
     @property
     def scale(self) -> int:
