@@ -28,11 +28,13 @@ def cubic_between(samples: torch.Tensor, scale: int, dim: int) -> torch.Tensor:
     """Cubic B-spline values at the ``r − 1`` fractions ``u/r`` between neighbouring samples along ``dim``.
 
     ``samples (..., L, ...)`` with ``L ≥ 2`` along ``dim`` → ``(..., (L − 1)·(r − 1), ...)``, new samples in
-    order of position. Matches :func:`baselines.upsample_cubic` (mirror boundaries at both ends of ``dim``).
+    order of position, float32 (also under autocast). Matches :func:`baselines.upsample_cubic` (mirror boundaries
+    at both ends of ``dim``).
     """
     length = samples.shape[dim]
     if length < 2:
         raise ValueError(f"cubic interpolation needs at least 2 samples, got {length}")
-    matrix = _new_sample_matrix(length, scale).to(device=samples.device, dtype=samples.dtype)
-    moved = samples.movedim(dim, -1)
-    return (moved @ matrix.T).movedim(-1, dim)
+    matrix = _new_sample_matrix(length, scale).to(samples.device)
+    with torch.autocast(device_type=samples.device.type, enabled=False):  # the base stays float32 under autocast
+        moved = samples.movedim(dim, -1).float()
+        return (moved @ matrix.T).movedim(-1, dim)

@@ -123,7 +123,7 @@ class PixelInterpolator(nn.Module):
         fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
         new_columns = self.head_out(self.channel_spatial_attention(fused))
         if self.residual:
-            new_columns = new_columns + self._base(images).to(new_columns.dtype)
+            new_columns = new_columns.float() + self._base(images).float()  # in float32, as in SInt
         stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
         interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
         return interleaved[..., : (length - 1) * self.scale + 1]
