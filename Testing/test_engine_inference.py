@@ -118,3 +118,26 @@ def test_bad_volumes_are_refused(volume: np.ndarray, scale: int, message: str) -
 def test_model_for_another_scale_is_refused() -> None:
     with pytest.raises(InputError, match="×3"):
         synthesize_volume(np.zeros((8, 8, 4), np.int16), 2, create_model("lite", 3))
+
+
+def test_view_subsets_average_the_chosen_views() -> None:
+    """The full fusion is the mean of the three single-view syntheses; bad subsets are refused."""
+    from CTSliceSynthesisLib.errors import InputError
+    from CTSliceSynthesisLib.inference import synthesize_volume
+    from CTSliceSynthesisLib.model_store import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lite", 2)
+    for parameter in model.networks.parameters():  # make every view differ from the cubic start
+        parameter.data.add_(torch.randn_like(parameter) * 0.01)
+    volume = np.random.default_rng(0).uniform(-500, 500, size=(20, 24, 5)).astype(np.float32)
+    single = [synthesize_volume(volume, 2, model, views=(view,)).volume for view in ("axial", "coronal", "sagittal")]
+    fused = synthesize_volume(volume, 2, model).volume
+    np.testing.assert_allclose(fused, np.mean(single, axis=0), atol=0.05)
+    assert np.abs(single[0] - single[1]).max() > 0.1
+    pair = synthesize_volume(volume, 2, model, views=("coronal", "sagittal")).volume
+    np.testing.assert_allclose(pair, (single[1] + single[2]) / 2, atol=0.05)
+    with pytest.raises(InputError, match="views"):
+        synthesize_volume(volume, 2, model, views=("frontal",))
+    with pytest.raises(InputError, match="disagreement"):
+        synthesize_volume(volume, 2, model, views=("axial",), with_disagreement=True)

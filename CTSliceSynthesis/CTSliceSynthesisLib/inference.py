@@ -8,7 +8,7 @@ and that accumulator. Acquired slices are copied from the input, bit-exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from .intensity import HU_MAX, HU_MIN, hu_to_unit
 from .model_store import SynthesisModel
 from .views import interpolate_axial, new_positions
 
+VIEWS = ("axial", "coronal", "sagittal")
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
 
@@ -73,6 +74,7 @@ def synthesize_volume(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
     with_disagreement: bool = False,
+    views: Sequence[str] = VIEWS,
 ) -> SynthesisResult:
     """Synthesize ``scale − 1`` slices between each pair of neighbouring slices along ``axis``.
 
@@ -80,16 +82,22 @@ def synthesize_volume(
     input's dtype (integers rounded and clipped to the dtype's range), and ``result[::scale] == volume`` along
     ``axis`` exactly. Synthesized voxels are clipped to [−1024, 3072] HU, the networks' range.
     ``progress(fraction, message)`` is called as work completes; ``cancel()`` returning True stops the work
-    with :class:`SynthesisCancelled`.
+    with :class:`SynthesisCancelled`. ``views`` selects which of SInt-A, PInt-C and PInt-S are averaged (all
+    three by default, eq. 7; a subset is for ablations and needs ``with_disagreement`` off).
     """
     check_volume(volume, scale, axis)
     if model.scale != scale:
         raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
+    chosen = [view for view in VIEWS if view in views]
+    if not chosen or len(chosen) != len(set(views)):
+        raise InputError(f"views must be a non-empty subset of {', '.join(VIEWS)}, got {', '.join(views)}")
+    if with_disagreement and len(chosen) != len(VIEWS):
+        raise InputError("the disagreement map needs all three views")
     source = np.moveaxis(volume, axis, 0)
-    run = _Synthesis(source, model, progress, cancel)
-    fused = run.axial()
+    run = _Synthesis(source, model, progress, cancel, view_count=len(chosen))
     disagreement = None
     if with_disagreement:
+        fused = run.axial()
         # Keep the views apart to measure their spread; (A + C + S)/3 = A + ((C − A) + (S − A))/3.
         coronal_minus_axial = run.pixel_view(fused, "coronal", subtract=True)
         sagittal_minus_axial = run.pixel_view(fused, "sagittal", subtract=True)
@@ -100,10 +108,12 @@ def synthesize_volume(
         fused += coronal_minus_axial
         del coronal_minus_axial, sagittal_minus_axial
     else:
-        # One accumulator: A, then + C, + S, then / 3 (eq. 7 at synthesized slices).
-        run.pixel_view(fused, "coronal", subtract=False)
-        run.pixel_view(fused, "sagittal", subtract=False)
-        fused /= 3.0
+        # One accumulator: A, then + C, + S, then / 3 (eq. 7 at synthesized slices), or the chosen subset.
+        fused = run.axial() if "axial" in chosen else np.zeros(run.new_shape, dtype=np.float32)
+        for view in chosen:
+            if view != "axial":
+                run.pixel_view(fused, view, subtract=False)
+        fused /= float(len(chosen))
     output = _assemble(source, fused, scale)
     run.report(1.0, "done")
     return SynthesisResult(np.moveaxis(output, 0, axis), disagreement)
@@ -118,6 +128,7 @@ class _Synthesis:
         model: SynthesisModel,
         progress: Optional[ProgressCallback],
         cancel: Optional[CancelCheck],
+        view_count: int = len(VIEWS),
     ) -> None:
         self.source = source
         self.model = model
@@ -127,8 +138,9 @@ class _Synthesis:
         slices, height, width = source.shape
         self.new_count = (slices - 1) * (self.scale - 1)
         self.new_index = new_positions(upsampled_length(slices, self.scale), self.scale)
-        # Progress is counted in input pixels processed: the axial pass, then two image views.
-        self.total_work = 3.0 * slices * height * width
+        self.new_shape = (self.new_count, height, width)
+        # Progress is counted in input pixels processed, one pass over the volume per view.
+        self.total_work = float(view_count) * slices * height * width
         self.done_work = 0.0
 
     def report(self, fraction: float, message: str) -> None:
