@@ -377,7 +377,8 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         if params.modelSource == MODEL_SOURCES[1] and not params.checkpointPath.is_file():
             return _("Select a checkpoint file, or use the bundled weights.")
         try:
-            self.planGrid(params.inputVolume, self.effectiveScale(params), params.thickAxis)
+            grid = self.planGrid(params.inputVolume, self.effectiveScale(params), params.thickAxis)
+            self.transformWarning(params.inputVolume, grid.axis)
         except InputError as error:
             return str(error)
         return None
@@ -388,15 +389,21 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         grid = self.planGrid(params.inputVolume, scale, params.thickAxis)
         text = _("×{scale} along {axis}: {count} slices, {spacing:.3g} mm apart").format(
             scale=scale, axis=grid.axis_name, count=grid.dimensions[grid.axis], spacing=grid.spacing[grid.axis])
-        warning = self.transformWarning(params.inputVolume)
+        warning = self.transformWarning(params.inputVolume, grid.axis)
         return f"{text}\n{warning}" if warning else text
 
-    @staticmethod
-    def transformWarning(inputVolume) -> Optional[str]:
-        """A warning if the volume is under a non-linear transform (e.g. DICOM acquisition geometry correction)."""
+    def transformWarning(self, inputVolume, axis: int) -> Optional[str]:
+        """A warning if the volume is under a non-linear transform (e.g. DICOM acquisition geometry correction);
+        ``InputError`` if, through that transform, its slices along IJK ``axis`` are not equally spaced."""
         transformNode = inputVolume.GetParentTransformNode()
         if transformNode is None or transformNode.IsTransformToWorldLinear():
             return None
+        dimensions, ijkToRAS = self.inputGeometry(inputVolume)
+        toWorld = vtk.vtkGeneralTransform()
+        transformNode.GetTransformToWorld(toWorld)
+        centres = ijk_geometry.slice_centres(dimensions, ijkToRAS, axis)
+        worldCentres = [toWorld.TransformPoint(tuple(centre)) for centre in centres]
+        ijk_geometry.check_equal_slice_spacing(worldCentres, inputVolume.GetName())
         return ijk_geometry.nonlinear_transform_warning(inputVolume.GetName(), transformNode.GetName())
 
     def processFromParameters(self, params: CTSliceSynthesisParameterNode, **kwargs):
@@ -438,7 +445,7 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         ``completedCallback(outcome, outputs)`` when done; ``outputs`` is ``None`` unless it completed.
         """
         grid = self.planGrid(inputVolume, scale, thickAxis)
-        warning = self.transformWarning(inputVolume)
+        warning = self.transformWarning(inputVolume, grid.axis)
         if warning:
             logging.warning(warning)
         workDir = tempfile.mkdtemp(prefix="CTSliceSynthesis-", dir=slicer.app.temporaryPath)

@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -128,8 +128,8 @@ def parse_axis(text: str) -> Optional[int]:
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
-    """``synthesize``: read, synthesize, write atomically."""
-    from .geometry import is_isotropic, thick_axis, upsampled_affine, voxel_spacing
+    """``synthesize``: check everything the header tells, read, check the voxels, synthesize, write atomically."""
+    from .geometry import upsampled_affine
 
     if args.scale not in SUPPORTED_SCALES:
         raise InputError(f"unsupported scale {args.scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
@@ -141,23 +141,19 @@ def run_synthesize(args: argparse.Namespace) -> int:
         raise OutputError("--disagreement must differ from --output")
 
     from .inference import check_volume
+    from .input_checks import intensity_warning, refuse_label_map
     from .model_store import load_model
-    from .nifti_io import read_nifti, write_nifti
+    from .nifti_io import load_nifti, open_nifti, write_nifti
 
-    volume = read_nifti(args.input)
-    spacing = voxel_spacing(volume.affine)
-    if not np.all(np.isfinite(volume.affine)) or not np.all(spacing > 0):
-        raise InputError(
-            f"{args.input.name} has a degenerate affine (voxel spacing {', '.join(f'{s:.3g}' for s in spacing)} mm)"
-        )
-    axis = thick_axis(spacing) if axis_choice is None else axis_choice
+    image = open_nifti(args.input)
+    spacing, axis = choose_axis(image.affine, args.input.name, axis_choice)
+    check_memory_for(image, axis, args)
+    volume = load_nifti(image, args.input)
     check_volume(volume.data, args.scale, axis)
-    if axis_choice is None and is_isotropic(spacing):
-        print(
-            f"{PROGRAM}: warning: voxels are isotropic ({spacing[axis]:.3g} mm): there are no thick slices; "
-            f"up-sampling axis {axis} anyway (choose with --axis)",
-            file=sys.stderr,
-        )
+    refuse_label_map(volume.data, args.input.name)
+    warning = intensity_warning(volume.data)
+    if warning:
+        print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
     model = load_model(args.model, args.scale, args.device)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     say(
@@ -177,6 +173,41 @@ def run_synthesize(args: argparse.Namespace) -> int:
         f"{axis}, in {elapsed:.1f} s"
     )
     return 0
+
+
+def choose_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[np.ndarray, int]:
+    """``(voxel spacing, thick axis)``: the axis given, else the one with the largest spacing.
+
+    A degenerate affine is refused, and so are isotropic voxels without an explicit axis: there are no thick
+    slices to fill.
+    """
+    from .geometry import is_isotropic, thick_axis, voxel_spacing
+
+    spacing = voxel_spacing(affine)
+    if not np.all(np.isfinite(affine)) or not np.all(spacing > 0):
+        raise InputError(f"{name} has a degenerate affine (voxel spacing {', '.join(f'{s:.3g}' for s in spacing)} mm)")
+    if choice is not None:
+        return spacing, choice
+    if is_isotropic(spacing):
+        raise InputError(
+            f"{name} has isotropic voxels ({spacing[0]:.3g} mm): there are no thick slices to fill; "
+            "pass --axis 0, 1 or 2 to up-sample one axis anyway"
+        )
+    return spacing, thick_axis(spacing)
+
+
+def check_memory_for(image, axis: int, args: argparse.Namespace) -> None:
+    """Refuse, before reading the voxels, a synthesis that needs more memory than is available."""
+    from .input_checks import check_memory, synthesis_memory_bytes
+
+    stored = image.get_data_dtype()
+    slope, intercept = image.header.get_slope_inter()
+    scaled = stored.kind in "iu" and ((slope is not None and slope != 1) or (intercept is not None and intercept != 0))
+    shape = tuple(image.shape[:3])
+    # A slope or intercept makes nibabel read float64 and the engine keep int16 or float32.
+    itemsize, load_itemsize = (4, 8) if scaled else (stored.itemsize, None)
+    needed = synthesis_memory_bytes(shape, axis, args.scale, itemsize, load_itemsize, args.disagreement is not None)
+    check_memory(needed, f"synthesizing {args.input.name} {shape} ×{args.scale}")
 
 
 def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis: int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import zlib
 from dataclasses import dataclass
@@ -14,6 +15,13 @@ from .atomic import PathLike, write_atomically
 from .errors import InputError, OutputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+VECTOR_INTENTS = ("vector", "rgb vector", "rgba vector", "displacement vector")
+LABEL_INTENTS = ("label", "neuroname")
+DISK_FULL_REASONS = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EFBIG: "the file is larger than this system or process allows (file size limit)",
+}
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError)
 
 
 @dataclass
@@ -32,6 +40,12 @@ def is_nifti_path(path: PathLike) -> bool:
 
 def read_nifti(path: PathLike) -> NiftiVolume:
     """Read a 3-D scalar NIfTI volume; one-line :class:`InputError` for anything else."""
+    return load_nifti(open_nifti(path), path)
+
+
+def open_nifti(path: PathLike) -> nib.Nifti1Image:
+    """Open a NIfTI file without reading its voxels and refuse, from the header alone, anything that is not one
+    3-D scalar image (2-D, a 4-D series, RGB or vector voxels, a label map)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
@@ -39,21 +53,43 @@ def read_nifti(path: PathLike) -> NiftiVolume:
         raise InputError(f"{path.name} is not a NIfTI file (.nii or .nii.gz)")
     try:
         image = nib.load(str(path))
-        if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise InputError(f"{path.name} is not a NIfTI-1/2 image")
-        data = np.asanyarray(image.dataobj)
-    except InputError:
-        raise
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as error:
+    except READ_ERRORS as error:
         raise InputError(f"cannot read {path.name}: the file is truncated or corrupt ({type(error).__name__})") from None
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(f"{path.name} is not a NIfTI-1/2 image")
+    _check_header(image, path.name)
+    return image
+
+
+def load_nifti(image: nib.Nifti1Image, path: PathLike) -> NiftiVolume:
+    """The voxels of an image from :func:`open_nifti` (``path`` names it in messages)."""
+    name = Path(path).name
+    try:
+        data = np.asanyarray(image.dataobj)
+    except READ_ERRORS as error:
+        raise InputError(f"cannot read {name}: the file is truncated or corrupt ({type(error).__name__})") from None
     data = _unscaled_if_integral(data, image.header.get_data_dtype())
-    if data.dtype.names is not None or data.dtype.kind not in "iuf":
-        raise InputError(f"{path.name} holds {data.dtype} voxels (RGB or vector?); expected a scalar CT volume")
-    if data.ndim == 4 and data.shape[3] == 1:
+    if data.ndim == 4:
         data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(f"{path.name} is {data.ndim}-D with shape {data.shape}; expected a single 3-D volume")
     return NiftiVolume(data=data, affine=np.asarray(image.affine, dtype=np.float64), header=image.header)
+
+
+def _check_header(image: nib.Nifti1Image, name: str) -> None:
+    """One-line :class:`InputError` for images the synthesis cannot take, decided from the header."""
+    shape, stored = tuple(image.shape), image.get_data_dtype()
+    intent = image.header.get_intent()[0]
+    if stored.names is not None or stored.kind not in "iuf" or intent in VECTOR_INTENTS or len(shape) > 4:
+        raise InputError(
+            f"{name} holds {stored} voxels of shape {shape} (RGB or vector?); expected a scalar CT volume"
+        )
+    if intent in LABEL_INTENTS:
+        raise InputError(
+            f"{name} is marked as a label map (NIfTI intent {intent!r}): it looks like a segmentation, not a CT image"
+        )
+    if len(shape) == 4 and shape[3] != 1:
+        raise InputError(f"{name} is a 4-D series of {shape[3]} volumes {shape}; expected a single 3-D volume")
+    if len(shape) < 3:
+        raise InputError(f"{name} is {len(shape)}-D with shape {shape}; expected a single 3-D volume")
 
 
 def _unscaled_if_integral(data: np.ndarray, stored: np.dtype) -> np.ndarray:
@@ -83,4 +119,5 @@ def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray, template: 
     try:
         write_atomically(path, lambda temporary: nib.save(image, str(temporary)))
     except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+        reason = DISK_FULL_REASONS.get(error.errno, error.strerror or str(error))
+        raise OutputError(f"cannot write {path}: {reason}; nothing was written") from None

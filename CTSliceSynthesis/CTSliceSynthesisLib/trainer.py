@@ -128,6 +128,8 @@ class Trainer:
         networks = initial_networks or SynthesisNetworks(model_config(config.preset, config.scale))
         if networks.config.scale != config.scale:
             raise InputError(f"the initial weights are for ×{networks.config.scale}, not ×{config.scale}")
+        if networks.config.preset != config.preset:
+            raise InputError(f"the initial weights are the {networks.config.preset!r} preset, not {config.preset!r}")
         self.networks = networks.to(device).train()
         for parameter in self.networks.parameters():
             parameter.requires_grad_(True)

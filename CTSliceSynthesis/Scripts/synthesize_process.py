@@ -43,7 +43,8 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     from CTSliceSynthesisLib.adaptation import adapt_to_volume
     from CTSliceSynthesisLib.atomic import write_atomically
     from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
-    from CTSliceSynthesisLib.inference import synthesize_volume
+    from CTSliceSynthesisLib.inference import check_volume, synthesize_volume
+    from CTSliceSynthesisLib.input_checks import intensity_warning, refuse_label_map
     from CTSliceSynthesisLib.model_store import load_model
     from CTSliceSynthesisLib.nifti_io import is_nifti_path, read_nifti, write_nifti
 
@@ -65,6 +66,11 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         def write(path: str, array: np.ndarray) -> None:
             write_atomically(path, lambda temporary: np.save(temporary, array, allow_pickle=False))
 
+    check_volume(volume, request.scale, axis)
+    refuse_label_map(volume)
+    warning = intensity_warning(volume)
+    if warning:
+        print(f"warning: {warning}", flush=True)
     report(0.02, "loading the model")
     model = load_model(request.checkpoint, request.scale, request.device)
     weights_id, weights_sha256 = model.model_id, model.sha256  # provenance names the weights, adapted or not

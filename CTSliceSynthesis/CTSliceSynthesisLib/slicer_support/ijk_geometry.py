@@ -15,10 +15,12 @@ import numpy as np
 
 from ..config import SUPPORTED_SCALES
 from ..errors import InputError
-from ..geometry import thick_axis, upsampled_affine, upsampled_length, voxel_spacing
+from ..geometry import is_isotropic, thick_axis, upsampled_affine, upsampled_length, voxel_spacing
 
 AXIS_NAMES = ("I", "J", "K")
 AXIS_CHOICES = ("auto",) + AXIS_NAMES
+# Slice gaps may differ by 1 % (rounding in DICOM positions) before a volume counts as unevenly spaced.
+SLICE_SPACING_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def plan_output_grid(
     """The output grid for an input of IJK ``dimensions`` and matrix ``ijk_to_ras`` up-sampled ``scale`` times.
 
     Raises :class:`InputError` (one line) when the input cannot be synthesized: a factor other than 2, 3 or 4,
-    a degenerate matrix, or fewer than two slices along the chosen axis.
+    a degenerate matrix, isotropic voxels with ``axis_choice="auto"``, or fewer than two slices along the axis.
     """
     if scale not in SUPPORTED_SCALES:
         raise InputError(f"unsupported factor ×{scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
@@ -88,6 +90,11 @@ def plan_output_grid(
     if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
         raise InputError("the volume's IJK-to-RAS matrix is not a valid 4×4 geometry")
     spacing = voxel_spacing(matrix)
+    if axis_choice == "auto" and is_isotropic(spacing):
+        raise InputError(
+            f"the voxels are isotropic ({spacing[0]:.3g} mm): there are no thick slices to fill; choose a slice "
+            "axis (I, J or K) to up-sample one anyway"
+        )
     axis = resolve_thick_axis(spacing, axis_choice)
     if dims[axis] < 2:
         raise InputError(f"axis {AXIS_NAMES[axis]} has {dims[axis]} slice; at least 2 are needed to synthesize between")
@@ -111,3 +118,36 @@ def nonlinear_transform_warning(volume_name: str, transform_name: str) -> str:
         "irregular-spacing correction from DICOM import). Synthesis works on the voxel grid, whose slices are then "
         "not evenly spaced in space; harden the transform first (Data module) for a geometrically exact result."
     )
+
+
+def slice_centres(dimensions: Sequence[int], ijk_to_ras: np.ndarray, axis: int) -> np.ndarray:
+    """RAS positions ``(n, 3)`` of the centre of each slice along IJK ``axis``, before any parent transform."""
+    dims = np.asarray([int(d) for d in dimensions], dtype=np.float64)
+    count = int(dims[axis])
+    points = np.tile(np.append((dims - 1.0) / 2.0, 1.0), (count, 1))
+    points[:, axis] = np.arange(count)
+    return (np.asarray(ijk_to_ras, dtype=np.float64) @ points.T).T[:, :3]
+
+
+def check_equal_slice_spacing(
+    positions: Sequence, volume_name: str, tolerance: float = SLICE_SPACING_TOLERANCE
+) -> float:
+    """The common distance between consecutive slices at ``positions`` (mm along the slice axis, shape ``(n,)``, or
+    points in space, shape ``(n, 3)``); :class:`InputError` when the gaps differ by more than ``tolerance``
+    (relative), a slice repeats, or there are fewer than two slices.
+
+    Synthesis puts ``r − 1`` slices evenly between neighbours, which is only right when the slices themselves are
+    evenly spaced (DICOM series with a missing or extra slice, or variable-thickness acquisitions, are not).
+    """
+    points = np.asarray(positions, dtype=np.float64)
+    points = points[:, None] if points.ndim == 1 else points
+    if points.ndim != 2 or len(points) < 2 or not np.all(np.isfinite(points)):
+        raise InputError(f"'{volume_name}' needs at least 2 slices with finite positions, got {len(points)}")
+    gaps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    smallest, largest = float(gaps.min()), float(gaps.max())
+    if smallest <= 0 or largest - smallest > tolerance * largest:
+        raise InputError(
+            f"the slices of '{volume_name}' are not equally spaced (gaps from {smallest:.3g} to {largest:.3g} mm): "
+            "resample it onto a regular grid first (for an acquisition transform: harden it in the Data module)"
+        )
+    return float(np.median(gaps))
