@@ -1,4 +1,6 @@
-"""Classical z-only interpolation baselines (what Slicer's resampling offers): linear and cubic B-spline."""
+"""Classical z-only interpolation baselines (what Slicer's resampling offers): nearest neighbour, linear, cubic
+B-spline and Lanczos-3. Each maps ``n`` slices along ``axis`` to ``(n − 1)·scale + 1`` (float32), reproducing the
+original slices exactly at every ``scale``-th output slice."""
 
 from __future__ import annotations
 
@@ -9,6 +11,16 @@ import numpy as np
 from .geometry import upsampled_length
 
 CUBIC_POLE = math.sqrt(3.0) - 2.0
+LANCZOS_LOBES = 3
+
+
+def upsample_nearest(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    """Nearest-slice interpolation along ``axis`` (float32); a position halfway between two slices (even
+    ``scale``) takes the earlier slice."""
+    data = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, 0)
+    index = np.arange(upsampled_length(data.shape[0], scale))
+    nearest = index // scale + (2 * (index % scale) > scale)
+    return np.moveaxis(data[nearest], 0, axis)
 
 
 def upsample_linear(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
@@ -56,3 +68,37 @@ def upsample_cubic(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
         index = np.where(index > n - 1, 2 * (n - 1) - index, index)  # mirror at n − 1
         result += weight[:, None, None] * coefficients[np.clip(index, 0, n - 1)]
     return np.moveaxis(result.astype(np.float32), 0, axis)
+
+
+def mirror_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Whole-sample mirror extension (``…, 2, 1, 0, 1, 2, …, n − 2, n − 1, n − 2, …``) of any integer index."""
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    folded = np.mod(index, period)
+    return np.where(folded > length - 1, period - folded, folded)
+
+
+def lanczos3_weights(t: float) -> np.ndarray:
+    """The six Lanczos-3 weights of samples ``−2 … 3`` for a position ``t ∈ [0, 1)`` past sample 0, normalised
+    to sum 1."""
+    x = np.arange(1 - LANCZOS_LOBES, LANCZOS_LOBES + 1) - t
+    weights = np.where(np.abs(x) < LANCZOS_LOBES, np.sinc(x) * np.sinc(x / LANCZOS_LOBES), 0.0)
+    return weights / weights.sum()
+
+
+def upsample_lanczos3(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    """Lanczos-3 (windowed sinc) interpolation along ``axis`` to ``(n − 1)·scale + 1`` slices (float32, mirror
+    boundaries as the cubic B-spline). The original slices are copied, not filtered."""
+    data = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, 0)
+    n = data.shape[0]
+    result = np.empty((upsampled_length(n, scale),) + data.shape[1:], dtype=np.float32)
+    result[::scale] = data
+    lower = np.arange(n - 1)
+    for phase in range(1, scale):
+        weights = lanczos3_weights(phase / scale)
+        between = np.zeros((n - 1,) + data.shape[1:], dtype=np.float64)
+        for offset, weight in zip(range(1 - LANCZOS_LOBES, LANCZOS_LOBES + 1), weights):
+            between += weight * data[mirror_index(lower + offset, n)]
+        result[phase::scale] = between
+    return np.moveaxis(result, 0, axis)

@@ -54,10 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from .demo import add_demo_arguments
+    from .evaluation_cli import add_evaluate_arguments
     from .train_cli import add_train_arguments
 
     add_train_arguments(commands.add_parser("train", help="self-supervised training or fine-tuning"))
     add_demo_arguments(commands.add_parser("demo", help="simulate thick slices of a real CT and synthesize them back"))
+    add_evaluate_arguments(commands.add_parser("evaluate", help="score synthesis and baselines on thin-slice CTs"))
     return parser
 
 
@@ -72,6 +74,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .demo import run_demo
 
             return run_demo(args)
+        if args.command == "evaluate":
+            from .evaluation_cli import run_evaluate
+
+            return run_evaluate(args)
         from .train_cli import run_train
 
         return run_train(args)

@@ -8,6 +8,8 @@ import numpy as np
 
 BLUR_SIGMA = 1.3
 NOISE_HU = 25.0
+# Test-set simulations of the evaluation: every r-th slice, or blur + noise first (blur_noise_sampling).
+DEGRADATIONS = ("direct", "blur-noise")
 
 
 def trim_to_multiple(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:

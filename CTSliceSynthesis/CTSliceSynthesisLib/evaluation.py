@@ -1,18 +1,42 @@
-"""Scoring synthesis against thin-slice truth: simulate thick slices, synthesize, compare (spec §9.5)."""
+"""Scoring synthesis against thin-slice truth: simulate thick slices, synthesize, compare (spec §9.4–9.5)."""
 
 from __future__ import annotations
 
-from typing import Dict
+import time
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .degradation import direct_sampling, trim_to_multiple
+from .baselines import upsample_cubic, upsample_lanczos3, upsample_linear, upsample_nearest
+from .degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, trim_to_multiple
+from .errors import InputError
 from .inference import synthesize_volume
-from .metrics import psnr
+from .metrics import psnr, saint_psnr, ssim_views, synthesized_indices
 from .model_store import SynthesisModel
 from .nets import SynthesisNetworks
-from .views import new_positions
+
+BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "nearest": upsample_nearest,
+    "linear": upsample_linear,
+    "cubic": upsample_cubic,
+    "lanczos3": upsample_lanczos3,
+}
+# Ablation rows: the views averaged at synthesized slices (the full fusion is the "ours" row).
+ABLATIONS: Dict[str, Tuple[str, ...]] = {
+    "SInt-A": ("axial",),
+    "PInt-C": ("coronal",),
+    "PInt-S": ("sagittal",),
+    "PInt-C+S": ("coronal", "sagittal"),
+}
+OURS = "ours"
+COMPARE = "compare"
+METRICS = ("psnr_all", "psnr_synthesized", "ssim_a", "ssim_c", "ssim_s", "ssim_mean", "saint_psnr")
+# Called with a name ("truth", a method, or "disagreement") and the HU volume, e.g. to keep figure crops.
+OutputSink = Callable[[str, np.ndarray], None]
+Progress = Callable[[str], None]
+# A deferred reconstruction: returns the output volume in HU and the disagreement map (or None).
+Reconstruction = Callable[[], Tuple[np.ndarray, Optional[np.ndarray]]]
 
 
 def psnr_after_downsampling(
@@ -29,9 +53,141 @@ def psnr_after_downsampling(
         output = synthesize_volume(thick, scale, model, axis=0).volume
     finally:
         networks.train(was_training)
-    synthesized = np.zeros(truth.shape[0], dtype=bool)
-    synthesized[new_positions(truth.shape[0], scale).numpy()] = True
+    new = synthesized_indices(truth.shape[0], scale)
+    return {"psnr_all": psnr(output, truth), "psnr_synthesized": psnr(output[new], truth[new])}
+
+
+def simulate_thick(
+    thin_hu: np.ndarray, scale: int, axis: int, degradation: str = "direct", seed: int = 0
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``(truth, thick)`` in float32 HU: ``thin_hu`` trimmed so ``(L − 1) mod scale = 0``, and every
+    ``scale``-th slice of it, directly (``direct``) or after the code-faithful blur (3 taps, σ = 1.3, along the
+    thick axis and the first other axis) and N(0, 25²) HU noise (``blur-noise``, noise seeded by ``seed``)."""
+    if degradation not in DEGRADATIONS:
+        raise InputError(f"unknown degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
+    if thin_hu.shape[axis] < scale + 1:
+        raise InputError(f"×{scale} needs at least {scale + 1} slices along axis {axis}, got {thin_hu.shape[axis]}")
+    truth = trim_to_multiple(thin_hu, scale, axis).astype(np.float32)
+    if degradation == "direct":
+        return truth, np.ascontiguousarray(direct_sampling(truth, scale, axis))
+    in_plane = min(a for a in range(3) if a != axis)
+    thick = blur_noise_sampling(truth, scale, axis, in_plane_axis=in_plane, rng=np.random.default_rng(seed))
+    return truth, thick
+
+
+def score_volume(
+    output_hu: np.ndarray, truth_hu: np.ndarray, scale: int, axis: int, device: Optional[torch.device] = None
+) -> Dict[str, float]:
+    """Every metric of :data:`METRICS` for one output volume against the truth (same shape)."""
+    new = synthesized_indices(truth_hu.shape[axis], scale)
     return {
-        "psnr_all": psnr(output, truth),
-        "psnr_synthesized": psnr(output[synthesized], truth[synthesized]),
+        "psnr_all": psnr(output_hu, truth_hu),
+        "psnr_synthesized": psnr(np.take(output_hu, new, axis=axis), np.take(truth_hu, new, axis=axis)),
+        **ssim_views(output_hu, truth_hu, axis, device),
+        "saint_psnr": saint_psnr(output_hu, truth_hu, scale, axis),
+    }
+
+
+def evaluate_volume(
+    thin_hu: np.ndarray,
+    scale: int,
+    model: Optional[SynthesisModel],
+    *,
+    axis: int,
+    degradation: str = "direct",
+    methods: Sequence[str] = tuple(BASELINES),
+    ablations: bool = False,
+    seed: int = 0,
+    compare_model: Optional[SynthesisModel] = None,
+    with_disagreement: bool = False,
+    device: Optional[torch.device] = None,
+    progress: Optional[Progress] = None,
+    sink: Optional[OutputSink] = None,
+) -> Dict[str, Any]:
+    """Simulate thick slices from the thin-slice ``thin_hu`` (HU, thick axis ``axis``), reconstruct them with
+    the classical ``methods`` (names of :data:`BASELINES`), with ``model`` (full fusion, row ``ours``), with its
+    view subsets of :data:`ABLATIONS` if ``ablations``, and with ``compare_model`` (row ``compare``), and score
+    each against the truth (metrics on ``device``, CPU by default).
+
+    Returns a JSON-serialisable dict: the setting, the models used and, per method in run order, the metrics of
+    :data:`METRICS` and ``seconds`` (wall time of the reconstruction). With ``with_disagreement`` the ``ours``
+    run also computes the cross-view disagreement map (inside its timing). ``progress(line)`` is called after
+    each method; ``sink(name, volume)`` receives the truth, every output and the disagreement map.
+    """
+    unknown = [name for name in methods if name not in BASELINES]
+    if unknown:
+        raise InputError(f"unknown method {unknown[0]!r}: choose from {', '.join(BASELINES)}")
+    if model is None and (ablations or with_disagreement):
+        raise InputError("ablations and the disagreement map need a model")
+    truth, thick = simulate_thick(thin_hu, scale, axis, degradation, seed)
+    if sink is not None:
+        sink("truth", truth)
+    runs = _reconstructions(thick, scale, axis, model, methods, ablations, compare_model, with_disagreement)
+    scores: Dict[str, Dict[str, float]] = {}
+    for name, reconstruct in runs.items():
+        started = time.perf_counter()
+        output, disagreement = reconstruct()
+        seconds = time.perf_counter() - started
+        scores[name] = {**score_volume(output, truth, scale, axis, device), "seconds": seconds}
+        if sink is not None:
+            sink(name, output)
+            if disagreement is not None:
+                sink("disagreement", disagreement)
+        if progress is not None:
+            score = scores[name]
+            progress(f"{name}: PSNR {score['psnr_all']:.2f} dB, SSIM {score['ssim_mean']:.4f}, {seconds:.1f} s")
+    models = {OURS: model, COMPARE: compare_model}
+    return {
+        "scale": scale,
+        "axis": axis,
+        "degradation": degradation,
+        "seed": seed,
+        "truth_shape": list(truth.shape),
+        "thick_shape": list(thick.shape),
+        "synthesized_slices": int(len(synthesized_indices(truth.shape[axis], scale))),
+        "models": {role: describe_model(m) for role, m in models.items() if m is not None},
+        "methods": scores,
+    }
+
+
+def _reconstructions(
+    thick: np.ndarray,
+    scale: int,
+    axis: int,
+    model: Optional[SynthesisModel],
+    methods: Sequence[str],
+    ablations: bool,
+    compare_model: Optional[SynthesisModel],
+    with_disagreement: bool,
+) -> Dict[str, Reconstruction]:
+    """Name → a call returning ``(output HU, disagreement or None)``, in table order."""
+
+    def baseline(name: str) -> Reconstruction:
+        return lambda: (BASELINES[name](thick, scale, axis), None)
+
+    def synthesis(chosen: SynthesisModel, views: Tuple[str, ...], disagreement: bool = False) -> Reconstruction:
+        def run() -> Tuple[np.ndarray, Optional[np.ndarray]]:
+            result = synthesize_volume(thick, scale, chosen, axis=axis, views=views, with_disagreement=disagreement)
+            return result.volume, result.disagreement
+
+        return run
+
+    runs = {name: baseline(name) for name in BASELINES if name in methods}
+    if model is not None:
+        if ablations:
+            runs.update({name: synthesis(model, views) for name, views in ABLATIONS.items()})
+        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement)
+    if compare_model is not None:
+        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"))
+    return runs
+
+
+def describe_model(model: SynthesisModel) -> Dict[str, Any]:
+    """Identity of a model for reports: id, preset, scale, weights hash and device."""
+    return {
+        "id": model.model_id,
+        "preset": model.preset,
+        "scale": model.scale,
+        "sha256": model.sha256,
+        "device": str(model.device),
     }
