@@ -2,22 +2,25 @@
 
 Checkpoints hold weights, memory bank, optimizer, step, RNG state, configuration and loss history; resuming
 continues exactly. Fine-tuning is training that starts from a checkpoint's weights with a fresh optimizer.
+Each step's losses are appended to ``losses.jsonl`` as it completes, so a killed run still shows its progress.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from .atomic import write_atomically
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SUPPORTED_SCALES, model_config
 from .data import TrainingVolume, WindowSampler, default_window
@@ -29,6 +32,7 @@ from .objective import LossConfig, TrainingObjective
 PRECISIONS = ("fp32", "bf16")
 LATEST_CHECKPOINT = "checkpoint_latest.pt"
 FINAL_MODEL = "model_final.pt"
+LOSS_LOG = "losses.jsonl"
 
 
 @dataclass
@@ -248,13 +252,14 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        with contextlib.closing(bar):
+        with contextlib.closing(bar), self._loss_log() as log:
             while self.step < self.config.steps:
                 if cancel is not None and cancel():
                     raise SynthesisCancelled("training cancelled")
                 if time_budget_s is not None and time.monotonic() - started >= time_budget_s:
                     break
                 record = self.train_step()
+                log(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['total']:.4g}", lr=f"{self.learning_rate_at(self.step - 1):.0e}")
                 if on_step is not None:
@@ -262,6 +267,30 @@ class Trainer:
                 if self.step % self.config.checkpoint_every == 0:
                     self.save()
         self.save()
+
+
+    @contextlib.contextmanager
+    def _loss_log(self) -> Iterator[Callable[[Dict[str, float]], None]]:
+        """A function that appends one step's losses to ``losses.jsonl`` as a flushed JSON line.
+
+        The log is first rewritten from :attr:`history`, i.e. from what the checkpoint being resumed holds, so
+        that steps an interrupted run made after its last checkpoint are not listed twice. Without an output
+        folder, or on ranks other than 0, the function does nothing.
+        """
+        if self.output_dir is None or not self.context.is_main:
+            yield lambda record: None
+            return
+        path = self.output_dir / LOSS_LOG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(record) + "\n" for record in self.history)
+        write_atomically(path, lambda temporary: Path(temporary).write_text(lines))
+        with open(path, "a") as stream:
+
+            def append(record: Dict[str, float]) -> None:
+                stream.write(json.dumps(record) + "\n")
+                stream.flush()
+
+            yield append
 
 
 def resume_payload(path: Path) -> Dict[str, Any]:
