@@ -89,16 +89,22 @@ def save_evaluation_figure(
             _show(ax, crop[name], "gray", window, aspect, _method_title(name, scores))
         for ax, name in zip(panels[len(images) :], errors):
             shown = _show(ax, np.abs(crop[name] - crop["truth"]), "inferno", (0.0, error_top), aspect, f"|{name} − truth|")
-            figure.colorbar(shown, ax=ax, fraction=0.046, label="HU")
+        if errors:  # one colour bar for the error maps: they share it
+            _colour_bar(figure, panels[len(images) + len(errors) - 1], shown, "HU")
         if DISAGREEMENT in crop:
             top = _top([crops.crops[r][DISAGREEMENT] for r in rows])
             shown = _show(panels[-1], crop[DISAGREEMENT], "magma", (0.0, top), aspect, "cross-view disagreement")
-            figure.colorbar(shown, ax=panels[-1], fraction=0.046, label="HU (std of 3 views)")
+            _colour_bar(figure, panels[-1], shown, "HU (std of 3 views)")
         panels[0].set_ylabel(f"{plane_names[fixed]} (axis {fixed} fixed)\nslice index ↑")
     figure.suptitle(f"{title} — central {crops.crop}-px crops, window W {WINDOW_WIDTH:.0f} / L {WINDOW_LEVEL:.0f} HU")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _colour_bar(figure, ax, shown, label: str) -> None:
+    """A colour bar just right of ``ax`` that takes no space from it (panels keep equal sizes)."""
+    figure.colorbar(shown, cax=ax.inset_axes([1.04, 0.0, 0.06, 1.0]), label=label)
 
 
 def _top(maps: Sequence[np.ndarray]) -> float:

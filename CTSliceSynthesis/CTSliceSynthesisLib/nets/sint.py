@@ -49,7 +49,10 @@ class SliceInterpolator(nn.Module):
         self.decoder_tail = conv3x3(width, width)
         self.head_out = nn.Conv2d(config.stem_channels, scale - 1, 1)
         if residual:
-            nn.init.zeros_(self.head_out.weight)
+            # Zero the last wide convolution, not the narrow 1×1 head: with ``stem_channels`` inputs the head's
+            # weight gradient is nearly zero at a zero start and the correction would never begin to learn.
+            nn.init.zeros_(self.decoder_tail.weight)
+            nn.init.zeros_(self.decoder_tail.bias)
             nn.init.zeros_(self.head_out.bias)
 
     def forward(
