@@ -12,13 +12,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import __version__
 from .config import SUPPORTED_SCALES
 from .errors import CTSliceSynthesisError, InputError, OutputError, SynthesisCancelled
+
+if TYPE_CHECKING:
+    import nibabel
 
 PROGRAM = "ct-slice-synthesis"
 EXIT_ERROR = 2
@@ -202,7 +205,7 @@ def choose_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[n
     return spacing, thick_axis(spacing)
 
 
-def check_memory_for(image, axis: int, args: argparse.Namespace) -> None:
+def check_memory_for(image: "nibabel.Nifti1Image", axis: int, args: argparse.Namespace) -> None:
     """Refuse, before reading the voxels, a synthesis that needs more memory than is available."""
     from .input_checks import check_memory, synthesis_memory_bytes
 
