@@ -20,8 +20,9 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
-# Pixels per batch of 2-D images: float64 working memory is about 20 × 8 bytes per pixel (~320 MB).
-SSIM_PIXELS_PER_CHUNK = 1 << 21
+# Pixels per batch of 2-D images (at least one image): the float64 working set, about 20 × 8 bytes per pixel,
+# then stays near the CPU caches, which on 2 cores made SSIM 3–4× faster than batches of 2²¹ pixels.
+SSIM_PIXELS_PER_CHUNK = 1 << 18
 
 # SAINT: clip(HU + 1024, 0, 4000)/4000, synthesized slices only, in-plane rows and columns 128:384.
 SAINT_HU_OFFSET = 1024.0
@@ -59,11 +60,18 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.nd
 
 def _gaussian_filter(images: torch.Tensor) -> torch.Tensor:
     """The 2-D window (outer product of :func:`gaussian_window`) over ``(N, H, W)`` with zero padding, output
-    the same size; done as two 1-D passes, which is exact with zero padding."""
-    taps = torch.from_numpy(gaussian_window()).to(images)
+    the same size: two 1-D passes of shifted, weighted sums (exact with zero padding, and on CPUs several times
+    faster in float64 than a convolution)."""
+    taps = gaussian_window().tolist()
     half = SSIM_WINDOW // 2
-    filtered = F.conv2d(images[:, None], taps.view(1, 1, -1, 1), padding=(half, 0))
-    return F.conv2d(filtered, taps.view(1, 1, 1, -1), padding=(0, half))[:, 0]
+    for dim in (1, 2):
+        length = images.shape[dim]
+        padding = (0, 0, half, half) if dim == 1 else (half, half)
+        padded = F.pad(images, padding)
+        images = torch.zeros_like(images)
+        for offset, weight in enumerate(taps):
+            images.add_(padded.narrow(dim, offset, length), alpha=weight)
+    return images
 
 
 def _ssim_per_image(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
