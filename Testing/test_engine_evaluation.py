@@ -232,6 +232,8 @@ def test_evaluate_volume_refusals() -> None:
         evaluate_volume(ct_like(), 2, None, axis=2, ablations=True)
     with pytest.raises(InputError, match="at least 5 slices"):
         evaluate_volume(ct_like((8, 8, 4)), 4, None, axis=2)
+    with pytest.raises(InputError, match="trained for ×3, not ×2"):
+        evaluate_volume(ct_like(), 2, create_model("lite", 2), axis=2, compare_model=create_model("lite", 3))
     with pytest.raises(InputError, match="unknown degradation"):
         evaluate_volume(ct_like(), 2, None, axis=2, degradation="gaussian")
     assert list(evaluate_volume(ct_like(), 2, None, axis=2)["methods"]) == list(BASELINES)

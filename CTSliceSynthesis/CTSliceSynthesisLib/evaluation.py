@@ -119,6 +119,9 @@ def evaluate_volume(
         raise InputError(f"unknown method {unknown[0]!r}: choose from {', '.join(BASELINES)}")
     if model is None and (ablations or with_disagreement):
         raise InputError("ablations and the disagreement map need a model")
+    for chosen in (model, compare_model):
+        if chosen is not None and chosen.scale != scale:
+            raise InputError(f"model {chosen.model_id} was trained for ×{chosen.scale}, not ×{scale}")
     truth, thick = simulate_thick(thin_hu, scale, axis, degradation, seed)
     if sink is not None:
         sink("truth", truth)
