@@ -139,5 +139,36 @@ def test_view_subsets_average_the_chosen_views() -> None:
     np.testing.assert_allclose(pair, (single[1] + single[2]) / 2, atol=0.05)
     with pytest.raises(InputError, match="views"):
         synthesize_volume(volume, 2, model, views=("frontal",))
-    with pytest.raises(InputError, match="disagreement"):
-        synthesize_volume(volume, 2, model, views=("axial",), with_disagreement=True)
+    with_map = synthesize_volume(volume, 2, model, views=("axial",), with_disagreement=True)
+    np.testing.assert_allclose(with_map.volume, single[0], atol=0.05)
+    assert with_map.disagreement is not None and with_map.disagreement.max() > 0
+
+
+def test_fusion_weights_mix_views_and_classical_interpolation() -> None:
+    """Weights over views, linear and cubic give the same weighted sum of the single-candidate results, on the
+    streaming path and on the disagreement path; invalid weights are refused."""
+    from CTSliceSynthesisLib.baselines import upsample_cubic, upsample_linear
+    from CTSliceSynthesisLib.errors import InputError
+    from CTSliceSynthesisLib.fusion import FusionWeights
+    from CTSliceSynthesisLib.inference import synthesize_volume
+    from CTSliceSynthesisLib.model_store import create_model
+
+    torch.manual_seed(1)
+    model = create_model("lite", 3)
+    for parameter in model.networks.parameters():
+        parameter.data.add_(torch.randn_like(parameter) * 0.01)
+    volume = np.random.default_rng(1).uniform(-500, 500, size=(16, 24, 9)).astype(np.float32)
+    weights = FusionWeights(axial=0.1, coronal=0.2, sagittal=0.3, linear=0.15, cubic=0.25)
+    single = {
+        view: synthesize_volume(volume, 3, model, views=(view,)).volume for view in ("axial", "coronal", "sagittal")
+    }
+    single["linear"] = upsample_linear(volume, 3, axis=2)
+    single["cubic"] = np.clip(upsample_cubic(volume, 3, axis=2), -1024, 3072)
+    expected = sum(weight * single[name] for name, weight in weights.as_dict().items())
+    np.testing.assert_allclose(synthesize_volume(volume, 3, model, fusion=weights).volume, expected, atol=0.05)
+    mapped = synthesize_volume(volume, 3, model, fusion=weights, with_disagreement=True).volume
+    np.testing.assert_allclose(mapped, expected, atol=0.05)
+    with pytest.raises(InputError, match="sum to 1"):
+        FusionWeights(axial=0.5, coronal=0.5, sagittal=0.5)
+    with pytest.raises(InputError, match="non-negative"):
+        FusionWeights(axial=-0.2, coronal=0.6, sagittal=0.6)

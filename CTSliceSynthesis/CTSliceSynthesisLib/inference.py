@@ -15,12 +15,13 @@ import torch
 
 from .config import SUPPORTED_SCALES
 from .errors import InputError, SynthesisCancelled
+from .fusion import VIEWS, FusionWeights
 from .geometry import upsampled_length
 from .intensity import HU_MAX, HU_MIN, hu_to_unit
 from .model_store import SynthesisModel
+from .nets.cubic_base import cubic_between
 from .views import interpolate_axial, new_positions
 
-VIEWS = ("axial", "coronal", "sagittal")
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
 
@@ -75,6 +76,7 @@ def synthesize_volume(
     cancel: Optional[CancelCheck] = None,
     with_disagreement: bool = False,
     views: Sequence[str] = VIEWS,
+    fusion: Optional[FusionWeights] = None,
 ) -> SynthesisResult:
     """Synthesize ``scale − 1`` slices between each pair of neighbouring slices along ``axis``.
 
@@ -82,38 +84,42 @@ def synthesize_volume(
     input's dtype (integers rounded and clipped to the dtype's range), and ``result[::scale] == volume`` along
     ``axis`` exactly. Synthesized voxels are clipped to [−1024, 3072] HU, the networks' range.
     ``progress(fraction, message)`` is called as work completes; ``cancel()`` returning True stops the work
-    with :class:`SynthesisCancelled`. ``views`` selects which of SInt-A, PInt-C and PInt-S are averaged (all
-    three by default, eq. 7; a subset is for ablations and needs ``with_disagreement`` off).
+    with :class:`SynthesisCancelled`. The synthesized slices mix the views with ``fusion`` (see ``fusion.py``);
+    without it, the mean of ``views`` (all three by default: eq. 7; a subset is an ablation).
     """
     check_volume(volume, scale, axis)
     if model.scale != scale:
         raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
-    chosen = [view for view in VIEWS if view in views]
-    if not chosen or len(chosen) != len(set(views)):
-        raise InputError(f"views must be a non-empty subset of {', '.join(VIEWS)}, got {', '.join(views)}")
-    if with_disagreement and len(chosen) != len(VIEWS):
-        raise InputError("the disagreement map needs all three views")
+    weights = fusion if fusion is not None else FusionWeights.equal_views(views)
+    needed = [view for view in VIEWS if getattr(weights, view) > 0 or with_disagreement]
     source = np.moveaxis(volume, axis, 0)
-    run = _Synthesis(source, model, progress, cancel, view_count=len(chosen))
+    classical = weights.linear > 0 or weights.cubic > 0
+    run = _Synthesis(source, model, progress, cancel, passes=len(needed) + (0.2 if classical else 0.0))
     disagreement = None
     if with_disagreement:
         fused = run.axial()
-        # Keep the views apart to measure their spread; (A + C + S)/3 = A + ((C − A) + (S − A))/3.
+        # Keep the views apart to measure their spread, then mix: Σ w·V = w_total·A + w_c(C − A) + w_s(S − A).
         coronal_minus_axial = run.pixel_view(fused, "coronal", subtract=True)
         sagittal_minus_axial = run.pixel_view(fused, "sagittal", subtract=True)
         spread = _view_spread(coronal_minus_axial, sagittal_minus_axial, source.shape, scale)
         disagreement = np.moveaxis(spread, 0, axis)
-        coronal_minus_axial += sagittal_minus_axial
-        coronal_minus_axial /= 3.0
+        fused *= weights.view_total
+        coronal_minus_axial *= weights.coronal
         fused += coronal_minus_axial
+        sagittal_minus_axial *= weights.sagittal
+        fused += sagittal_minus_axial
         del coronal_minus_axial, sagittal_minus_axial
-    else:
-        # One accumulator: A, then + C, + S, then / 3 (eq. 7 at synthesized slices), or the chosen subset.
-        fused = run.axial() if "axial" in chosen else np.zeros(run.new_shape, dtype=np.float32)
-        for view in chosen:
-            if view != "axial":
-                run.pixel_view(fused, view, subtract=False)
-        fused /= float(len(chosen))
+    else:  # one accumulator: w_a·A, then + w_c·C, + w_s·S
+        if weights.axial > 0:
+            fused = run.axial()
+            fused *= weights.axial
+        else:
+            fused = np.zeros(run.new_shape, dtype=np.float32)
+        for view in ("coronal", "sagittal"):
+            if getattr(weights, view) > 0:
+                run.pixel_view(fused, view, subtract=False, weight=getattr(weights, view))
+    if classical:
+        run.classical(fused, weights.linear, weights.cubic)
     output = _assemble(source, fused, scale)
     run.report(1.0, "done")
     return SynthesisResult(np.moveaxis(output, 0, axis), disagreement)
@@ -128,7 +134,7 @@ class _Synthesis:
         model: SynthesisModel,
         progress: Optional[ProgressCallback],
         cancel: Optional[CancelCheck],
-        view_count: int = len(VIEWS),
+        passes: float = len(VIEWS),
     ) -> None:
         self.source = source
         self.model = model
@@ -140,7 +146,7 @@ class _Synthesis:
         self.new_index = new_positions(upsampled_length(slices, self.scale), self.scale)
         self.new_shape = (self.new_count, height, width)
         # Progress is counted in input pixels processed, one pass over the volume per view.
-        self.total_work = float(view_count) * slices * height * width
+        self.total_work = float(passes) * slices * height * width
         self.done_work = 0.0
 
     def report(self, fraction: float, message: str) -> None:
@@ -175,11 +181,11 @@ class _Synthesis:
         return result
 
     @torch.no_grad()
-    def pixel_view(self, accumulator: np.ndarray, view: str, subtract: bool) -> np.ndarray:
+    def pixel_view(self, accumulator: np.ndarray, view: str, subtract: bool, weight: float = 1.0) -> np.ndarray:
         """PInt on every coronal or sagittal image, at the synthesized slices ``(n_new, H, W)`` (float32 units).
 
-        With ``subtract`` returns a new array holding the view minus ``accumulator``; otherwise adds the view
-        into ``accumulator`` in place and returns it.
+        With ``subtract`` returns a new array holding the view minus ``accumulator``; otherwise adds ``weight``
+        times the view into ``accumulator`` in place and returns it.
         """
         slices, height, width = self.source.shape
         coronal = view == "coronal"
@@ -201,9 +207,27 @@ class _Synthesis:
             if subtract:
                 np.subtract(block, accumulator[region], out=result[region])
             else:
-                result[region] += block
+                result[region] += block if weight == 1.0 else weight * block
             self._step((stop - start) * in_plane * slices, f"{view} view (PInt)")
         return result
+
+    @torch.no_grad()
+    def classical(self, accumulator: np.ndarray, linear: float, cubic: float) -> None:
+        """Add ``linear`` × linear and ``cubic`` × cubic B-spline interpolation along z into ``accumulator``."""
+        slices, height, width = self.source.shape
+        per_pair = self.scale - 1
+        pairs_per_call = max(1, 4 * SINT_PIXELS_PER_CALL // (height * width))
+        fractions = torch.arange(1, self.scale, dtype=torch.float32)[None, :, None, None] / self.scale
+        for start in range(0, slices - 1, pairs_per_call):
+            stop = min(start + pairs_per_call, slices - 1)
+            low, high = max(0, start - CUBIC_CONTEXT_SLICES), min(slices, stop + 1 + CUBIC_CONTEXT_SLICES)
+            stack = hu_to_unit(torch.from_numpy(np.ascontiguousarray(self.source[low:high], dtype=np.float32)))
+            first, second = stack[start - low : stop - low, None], stack[start - low + 1 : stop - low + 1, None]
+            mixed = linear * (first + (second - first) * fractions)
+            between = cubic_between(stack, self.scale, dim=0)[(start - low) * per_pair : (stop - low) * per_pair]
+            mixed = mixed.reshape(-1, height, width) + cubic * between
+            accumulator[start * per_pair : stop * per_pair] += mixed.numpy()
+            self._step(0.2 * (stop - start) * height * width, "classical interpolation")
 
 
 def _view_spread(
