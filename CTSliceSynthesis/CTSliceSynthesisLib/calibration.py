@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -63,7 +63,9 @@ def fit_weights(candidates: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return best
 
 
-def calibrate_fusion(source: np.ndarray, model: SynthesisModel) -> Calibration:
+def calibrate_fusion(
+    source: np.ndarray, model: SynthesisModel, cancel: Optional[Callable[[], bool]] = None
+) -> Calibration:
     """Fit :class:`FusionWeights` for the z-first volume ``source (S, H, W)`` (HU) and ``model``.
 
     Falls back to eq. 7 (equal views) when the volume has too few slices to hold any out (fewer than 2r + 1).
@@ -80,7 +82,7 @@ def calibrate_fusion(source: np.ndarray, model: SynthesisModel) -> Calibration:
     thinned = truth[::scale]
     held_out = np.arange(truth.shape[0]) % scale != 0
     outputs: Dict[str, np.ndarray] = {
-        view: synthesize_volume(thinned, scale, model, axis=0, views=(view,)).volume for view in VIEWS
+        view: synthesize_volume(thinned, scale, model, axis=0, views=(view,), cancel=cancel).volume for view in VIEWS
     }
     outputs["linear"] = upsample_linear(thinned, scale, axis=0)
     outputs["cubic"] = upsample_cubic(thinned, scale, axis=0)

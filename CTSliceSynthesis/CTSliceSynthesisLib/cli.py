@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--axis", default="auto", help="thick voxel axis 0, 1 or 2 (default: the axis with the largest spacing)"
     )
     synth.add_argument("--disagreement", type=Path, help="also write the cross-view disagreement map (HU) here")
+    synth.add_argument(
+        "--fusion",
+        choices=("calibrated", "equal"),
+        default="calibrated",
+        help="calibrated (default): weigh the views and linear/cubic interpolation by this volume's own held-out "
+        "slices; equal: the paper's mean of the three views (eq. 7)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -173,6 +180,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = _synthesize_with_bar(volume.data, args, model, axis)
     elapsed = time.perf_counter() - started
+    if result.calibration_summary:
+        say(result.calibration_summary)
     affine = upsampled_affine(volume.affine, axis, args.scale)
     write_nifti(args.output, result.volume, affine, volume.header)
     if args.disagreement is not None and result.disagreement is not None:
@@ -231,7 +240,13 @@ def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis
             bar.update(round(100 * fraction) - bar.n)
 
         return synthesize_volume(
-            data, args.scale, model, axis=axis, progress=progress, with_disagreement=args.disagreement is not None
+            data,
+            args.scale,
+            model,
+            axis=axis,
+            progress=progress,
+            with_disagreement=args.disagreement is not None,
+            fusion="calibrated" if args.fusion == "calibrated" else None,
         )
 
 

@@ -22,12 +22,14 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "cubic": upsample_cubic,
     "lanczos3": upsample_lanczos3,
 }
-# Ablation rows: the views averaged at synthesized slices (the full fusion is the "ours" row).
+# Ablation rows: the views averaged at synthesized slices; "eq. 7" is the paper's mean of all three, and the
+# "ours" row is the product's default, the fusion calibrated on each volume (see calibration.py).
 ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "SInt-A": ("axial",),
     "PInt-C": ("coronal",),
     "PInt-S": ("sagittal",),
     "PInt-C+S": ("coronal", "sagittal"),
+    "eq. 7": ("axial", "coronal", "sagittal"),
 }
 OURS = "ours"
 COMPARE = "compare"
@@ -125,7 +127,7 @@ def evaluate_volume(
     truth, thick = simulate_thick(thin_hu, scale, axis, degradation, seed)
     if sink is not None:
         sink("truth", truth)
-    runs = _reconstructions(thick, scale, axis, model, methods, ablations, compare_model, with_disagreement)
+    runs = _reconstructions(thick, scale, axis, model, methods, ablations, compare_model, with_disagreement, progress)
     scores: Dict[str, Dict[str, float]] = {}
     for name, reconstruct in runs.items():
         started = time.perf_counter()
@@ -162,15 +164,28 @@ def _reconstructions(
     ablations: bool,
     compare_model: Optional[SynthesisModel],
     with_disagreement: bool,
+    progress_note: Optional[Progress] = None,
 ) -> Dict[str, Reconstruction]:
     """Name → a call returning ``(output HU, disagreement or None)``, in table order."""
 
     def baseline(name: str) -> Reconstruction:
         return lambda: (BASELINES[name](thick, scale, axis), None)
 
-    def synthesis(chosen: SynthesisModel, views: Tuple[str, ...], disagreement: bool = False) -> Reconstruction:
+    def synthesis(
+        chosen: SynthesisModel, views: Tuple[str, ...], disagreement: bool = False, calibrated: bool = False
+    ) -> Reconstruction:
         def run() -> Tuple[np.ndarray, Optional[np.ndarray]]:
-            result = synthesize_volume(thick, scale, chosen, axis=axis, views=views, with_disagreement=disagreement)
+            result = synthesize_volume(
+                thick,
+                scale,
+                chosen,
+                axis=axis,
+                views=views,
+                with_disagreement=disagreement,
+                fusion="calibrated" if calibrated else None,
+            )
+            if calibrated and progress_note is not None:
+                progress_note(result.calibration_summary)
             return result.volume, result.disagreement
 
         return run
@@ -179,9 +194,9 @@ def _reconstructions(
     if model is not None:
         if ablations:
             runs.update({name: synthesis(model, views) for name, views in ABLATIONS.items()})
-        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement)
+        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement, calibrated=True)
     if compare_model is not None:
-        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"))
+        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"), calibrated=True)
     return runs
 
 

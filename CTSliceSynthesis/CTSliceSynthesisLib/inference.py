@@ -8,7 +8,7 @@ and that accumulator. Acquired slices are copied from the input, bit-exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ class SynthesisResult:
 
     volume: np.ndarray
     disagreement: Optional[np.ndarray] = None
+    fusion: Optional[FusionWeights] = None
+    calibration_summary: str = ""
 
 
 def check_volume(volume: np.ndarray, scale: int, axis: int) -> None:
@@ -76,7 +78,7 @@ def synthesize_volume(
     cancel: Optional[CancelCheck] = None,
     with_disagreement: bool = False,
     views: Sequence[str] = VIEWS,
-    fusion: Optional[FusionWeights] = None,
+    fusion: Union[FusionWeights, str, None] = None,
 ) -> SynthesisResult:
     """Synthesize ``scale − 1`` slices between each pair of neighbouring slices along ``axis``.
 
@@ -84,13 +86,25 @@ def synthesize_volume(
     input's dtype (integers rounded and clipped to the dtype's range), and ``result[::scale] == volume`` along
     ``axis`` exactly. Synthesized voxels are clipped to [−1024, 3072] HU, the networks' range.
     ``progress(fraction, message)`` is called as work completes; ``cancel()`` returning True stops the work
-    with :class:`SynthesisCancelled`. The synthesized slices mix the views with ``fusion`` (see ``fusion.py``);
-    without it, the mean of ``views`` (all three by default: eq. 7; a subset is an ablation).
+    with :class:`SynthesisCancelled`. The synthesized slices mix the views with ``fusion``: given weights,
+    ``"calibrated"`` (weights fitted on this volume first, see ``calibration.py``; the product's default), or
+    ``None`` for the mean of ``views`` (all three by default: eq. 7; a subset is an ablation).
     """
     check_volume(volume, scale, axis)
     if model.scale != scale:
         raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
-    weights = fusion if fusion is not None else FusionWeights.equal_views(views)
+    summary = ""
+    if isinstance(fusion, str):
+        if fusion != "calibrated":
+            raise InputError(f"unknown fusion {fusion!r}: give weights, 'calibrated' or None")
+        from .calibration import calibrate_fusion, describe
+
+        if progress is not None:
+            progress(0.0, "calibrating the fusion on this volume")
+        calibration = calibrate_fusion(np.moveaxis(volume, axis, 0), model, cancel)
+        weights, summary = calibration.weights, describe(calibration)
+    else:
+        weights = fusion if fusion is not None else FusionWeights.equal_views(views)
     needed = [view for view in VIEWS if getattr(weights, view) > 0 or with_disagreement]
     source = np.moveaxis(volume, axis, 0)
     classical = weights.linear > 0 or weights.cubic > 0
@@ -122,7 +136,7 @@ def synthesize_volume(
         run.classical(fused, weights.linear, weights.cubic)
     output = _assemble(source, fused, scale)
     run.report(1.0, "done")
-    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement)
+    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement, weights, summary)
 
 
 class _Synthesis:
