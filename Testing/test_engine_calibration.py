@@ -44,3 +44,23 @@ def test_too_few_slices_keep_equation_7() -> None:
     calibration = calibrate_fusion(np.zeros((6, 16, 16), np.float32), create_model("lite", 3))
     assert calibration.weights == FusionWeights()
     assert "too few slices" in describe(calibration)
+
+
+def test_synthesize_command_with_calibrated_fusion(tmp_path, capsys) -> None:
+    """``synthesize --fusion calibrated`` runs end to end with a checkpoint; acquired slices pass through."""
+    import nibabel as nib
+
+    from CTSliceSynthesisLib import cli
+    from CTSliceSynthesisLib.model_store import save_model
+
+    rng = np.random.default_rng(5)
+    data = (rng.normal(0, 200, size=(24, 24, 13)) - 300).astype(np.int16)
+    source = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 3.0, 1.0])), source)
+    checkpoint = tmp_path / "lite_x2.pt"
+    save_model(create_model("lite", 2), checkpoint)
+    output = tmp_path / "out.nii.gz"
+    argv = ["synthesize", "--input", str(source), "--output", str(output), "--scale", "2", "--model", str(checkpoint)]
+    assert cli.main(argv + ["--fusion", "calibrated", "--quiet", "--device", "cpu"]) == 0
+    result = np.asarray(nib.load(output).dataobj)
+    assert result.shape == (24, 24, 25) and np.array_equal(result[..., ::2], data)

@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--disagreement", type=Path, help="also write the cross-view disagreement map (HU) here")
     synth.add_argument(
         "--fusion",
-        choices=("calibrated", "equal"),
-        default="calibrated",
-        help="calibrated (default): weigh the views and linear/cubic interpolation by this volume's own held-out "
-        "slices; equal: the paper's mean of the three views (eq. 7)",
+        choices=("equal", "calibrated"),
+        default="equal",
+        help="equal (default): the paper's mean of the three views (eq. 7); calibrated: weigh the views and "
+        "linear/cubic interpolation by this volume's own held-out slices (experimental, see the README)",
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")

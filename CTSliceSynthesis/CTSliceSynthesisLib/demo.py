@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"{source.name}: {truth.shape}, thick axis {axis}; simulated ×{args.scale} input {thick.shape}", file=sys.stderr)
 
     started = time.perf_counter()
-    result = synthesize_volume(thick, args.scale, model, axis=axis, with_disagreement=True, fusion="calibrated")
+    result = synthesize_volume(thick, args.scale, model, axis=axis, with_disagreement=True)
     seconds = time.perf_counter() - started
     outputs = {
         "ours": result.volume,
@@ -61,7 +61,6 @@ def run_demo(args: argparse.Namespace) -> int:
     figure = args.output_dir / f"comparison_x{args.scale}.png"
     comparison_figure(figure, thick, outputs, truth, result.disagreement, args.scale, axis, voxel_spacing(thin.affine))
     print(f"model {model.model_id} ({model.preset}) on {model.device}: {seconds:.1f} s", file=sys.stderr)
-    print(result.calibration_summary, file=sys.stderr)
     print(f"{'method':8s} {'PSNR all':>9s} {'PSNR new':>9s}   (dB, [-1024, 3072] HU → [0, 1])")
     for name, score in scores.items():
         print(f"{name:8s} {score['psnr_all']:9.2f} {score['psnr_synthesized']:9.2f}")

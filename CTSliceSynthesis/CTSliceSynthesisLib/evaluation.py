@@ -22,14 +22,14 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "cubic": upsample_cubic,
     "lanczos3": upsample_lanczos3,
 }
-# Ablation rows: the views averaged at synthesized slices; "eq. 7" is the paper's mean of all three, and the
-# "ours" row is the product's default, the fusion calibrated on each volume (see calibration.py).
+# Ablation rows: the views averaged at synthesized slices, and the fusion calibrated on each volume (see
+# calibration.py). The "ours" row is the product's default, eq. 7 (the mean of all three views).
 ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "SInt-A": ("axial",),
     "PInt-C": ("coronal",),
     "PInt-S": ("sagittal",),
     "PInt-C+S": ("coronal", "sagittal"),
-    "eq. 7": ("axial", "coronal", "sagittal"),
+    "calibrated": ("axial", "coronal", "sagittal"),
 }
 OURS = "ours"
 COMPARE = "compare"
@@ -193,10 +193,12 @@ def _reconstructions(
     runs = {name: baseline(name) for name in BASELINES if name in methods}
     if model is not None:
         if ablations:
-            runs.update({name: synthesis(model, views) for name, views in ABLATIONS.items()})
-        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement, calibrated=True)
+            runs.update(
+                {name: synthesis(model, views, calibrated=name == "calibrated") for name, views in ABLATIONS.items()}
+            )
+        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement)
     if compare_model is not None:
-        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"), calibrated=True)
+        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"))
     return runs
 
 

@@ -92,10 +92,7 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         progress=protocol.sub_range(report, synthesis_start, 0.97),
         cancel=cancelled,
         with_disagreement=bool(request.disagreement_path),
-        fusion="calibrated",
     )
-    if result.calibration_summary:
-        print(result.calibration_summary, flush=True)
     if cancelled():
         raise SynthesisCancelled("cancelled before the output was written")
     report(0.98, "writing the output")
@@ -111,7 +108,6 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         "scale": request.scale,
         "axis": int(axis),
         "adapt_seconds": request.adapt_seconds,
-        "fusion_weights": result.fusion.as_dict() if result.fusion is not None else None,
         "seconds": round(time.monotonic() - started, 2),
     }
 
