@@ -73,13 +73,7 @@ def directions_of(affine: np.ndarray) -> np.ndarray:
 _MODELS: Dict[int, SynthesisModel] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These volumes are tiny: one torch thread is many times faster than two when the machine is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lite(scale: int) -> SynthesisModel:

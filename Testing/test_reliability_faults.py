@@ -58,13 +58,7 @@ LOADING_STAGES = ("loading the engine", "loading the model")
 CANCEL_WITHIN_S = 10.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here, as in the subprocesses (``OMP_NUM_THREADS=1``): same speed, same arithmetic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

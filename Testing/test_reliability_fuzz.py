@@ -37,13 +37,7 @@ FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 _MODELS: Dict[int, SynthesisModel] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny volumes: one torch thread is many times faster than two when the machine is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lite(scale: int) -> SynthesisModel:

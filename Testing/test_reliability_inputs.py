@@ -64,13 +64,7 @@ CASES = CaseRegistry()
 SCRIPT = ENGINE_ROOT / "Scripts" / "synthesize_process.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These volumes are tiny: one torch thread is many times faster than two when the machine is busy."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
