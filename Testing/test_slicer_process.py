@@ -287,6 +287,24 @@ def test_script_reports_a_missing_checkpoint_in_one_line(tmp_path: Path) -> None
     assert not (tmp_path / "output.npy").exists()
 
 
+def test_script_says_what_to_do_when_torch_cannot_be_loaded(tmp_path: Path) -> None:
+    np.save(tmp_path / "input.npy", np.zeros((3, 16, 16), np.int16))
+    request = protocol.SynthesisRequest(str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0)
+    arguments = protocol.build_command(sys.executable, str(SCRIPT), request)[2:]
+    runner = python(f"""
+        import runpy, sys
+        sys.modules["torch"] = None  # import torch now raises ImportError, as a broken installation would
+        sys.argv = [{str(SCRIPT)!r}] + {arguments!r}
+        runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+    """)
+    recorder = Recorder()
+    outcome = finish(recorder.start(runner))
+    assert outcome.status == "failed" and "\n" not in outcome.message
+    assert "PyTorch Utils" in outcome.message and "torch" in outcome.message
+    assert not any("Traceback" in line for line in recorder.log)
+    assert not (tmp_path / "output.npy").exists()
+
+
 def _adapting_command(source: Path, target: Path, checkpoint: Path) -> List[str]:
     request = protocol.SynthesisRequest(str(source), str(target), 2, checkpoint=str(checkpoint), device="cpu",
                                         adapt_seconds=300, disagreement_path=str(target.with_name("spread.nii.gz")))

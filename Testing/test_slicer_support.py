@@ -145,6 +145,25 @@ def test_accepting_installs_torch_with_pytorchutils_and_the_rest_with_pip(monkey
                                  ("pip_install", ["nibabel>=5.0", "pytorch-wavelets>=1.3"])]
 
 
+def test_pip_gets_slicers_numpy_and_simpleitk_pinned(monkeypatch) -> None:
+    environment = FakeEnvironment({**ALL_MISSING, "torch": "2.4.0", "numpy": "2.0.2", "simpleitk": "2.4.1-local"})
+    environment.install(monkeypatch)
+    dependencies.ensure_dependencies(REQUIREMENTS, confirm=lambda q: True, version_of=environment.version_of)
+    # numpy is pinned to what Slicer has; a version pip could not parse is left alone rather than break the install
+    assert environment.calls == [("pip_install", ["nibabel>=5.0", "pytorch-wavelets>=1.3", "numpy==2.0.2"])]
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [(ModuleNotFoundError("No module named 'torch'", name="torch"), "PyTorch Utils"),
+     (OSError("[WinError 126] The specified module could not be found: fbgemm.dll"), "PyTorch Utils"),
+     (ModuleNotFoundError("No module named 'pytorch_wavelets'", name="pytorch_wavelets"), "--install-dependencies")],
+)
+def test_import_failures_say_what_to_do(error: BaseException, words: str) -> None:
+    message = dependencies.import_failure_message(error)
+    assert words in message and str(error).split(":")[0] in message and "\n" not in message
+
+
 def test_missing_pytorch_extension_says_where_to_get_it(monkeypatch) -> None:
     environment = FakeEnvironment(ALL_MISSING)
     environment.install(monkeypatch, torch_available=False)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from CTSliceSynthesisLib.errors import CTSliceSynthesisError, SynthesisCancelled  # noqa: E402
 from CTSliceSynthesisLib.slicer_support import process_protocol as protocol  # noqa: E402
+from CTSliceSynthesisLib.slicer_support.dependencies import import_failure_message  # noqa: E402
 
 
 def report(fraction: float, stage: str) -> None:
@@ -38,15 +39,19 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     started = time.monotonic()
     report(0.0, "loading the engine")
     # torch is imported here, after the signal handlers are in place, so that a cancel during the import counts.
-    import numpy as np
+    # A package that is missing or fails to load (a broken or mismatched wheel) ends the run with one clear line.
+    try:
+        import numpy as np
 
-    from CTSliceSynthesisLib.adaptation import adapt_to_volume
-    from CTSliceSynthesisLib.atomic import write_atomically
-    from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
-    from CTSliceSynthesisLib.inference import check_volume, synthesize_volume
-    from CTSliceSynthesisLib.input_checks import intensity_warning, refuse_label_map
-    from CTSliceSynthesisLib.model_store import load_model
-    from CTSliceSynthesisLib.nifti_io import is_nifti_path, read_nifti, write_nifti
+        from CTSliceSynthesisLib.adaptation import adapt_to_volume
+        from CTSliceSynthesisLib.atomic import write_atomically
+        from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
+        from CTSliceSynthesisLib.inference import check_volume, synthesize_volume
+        from CTSliceSynthesisLib.input_checks import intensity_warning, refuse_label_map
+        from CTSliceSynthesisLib.model_store import load_model
+        from CTSliceSynthesisLib.nifti_io import is_nifti_path, read_nifti, write_nifti
+    except (ImportError, OSError) as error:
+        raise CTSliceSynthesisError(import_failure_message(error)) from None
 
     if is_nifti_path(request.input_path):
         nifti = read_nifti(request.input_path)

@@ -2,8 +2,9 @@
 
 torch comes from the PyTorch extension's ``PyTorchUtils`` (it picks the right CUDA or CPU build); the other
 packages, listed in ``Resources/requirements.txt`` with lower bounds only, come from ``slicer.util.pip_install``.
-Slicer's own numpy and SimpleITK are never touched. Checks read package metadata and import nothing, so a package
-found too old can still be upgraded without a restart. Nothing here runs at import time; ``slicer`` and
+Slicer's own numpy and SimpleITK are never touched: pip is given them pinned to their installed versions, so it
+fails rather than replace them. Checks read package metadata and import nothing, so a package found too old can
+still be upgraded without a restart. Nothing here runs at import time; ``slicer`` and
 ``PyTorchUtils`` are imported only by :func:`ensure_dependencies`, which must run on the main thread.
 """
 
@@ -17,6 +18,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 TORCH_REQUIREMENT = ">=2.2"
+# Packages Slicer bundles and other parts of Slicer rely on: pip may not replace them.
+SLICER_PACKAGES = ("numpy", "SimpleITK")
 
 VersionLookup = Callable[[str], Optional[str]]
 
@@ -72,6 +75,41 @@ def install_prompt(torch_needed: bool, packages: Sequence[str]) -> str:
     )
 
 
+def pip_arguments(packages: Sequence[str], version_of: VersionLookup = installed_version) -> List[str]:
+    """What ``pip install`` gets: ``packages`` plus Slicer's own packages pinned to their installed versions.
+
+    A pin (``numpy==2.0.2``) is a no-op for an installed package, but makes pip fail instead of upgrading or
+    downgrading it to satisfy one of ``packages``. Versions that are not PEP 440 (a local build) are left unpinned.
+    """
+    pins = []
+    for name in SLICER_PACKAGES:
+        version = version_of(name)
+        if version is None:
+            continue
+        try:
+            pins.append(f"{name}=={Version(version)}")
+        except InvalidVersion:
+            continue
+    return list(packages) + pins
+
+
+def import_failure_message(error: BaseException) -> str:
+    """One line for the background process when an engine package is installed but cannot be imported.
+
+    A missing package other than torch points to the installation the module offers; anything else (torch
+    missing, or a broken or mismatched wheel failing to load) points to reinstalling PyTorch.
+    """
+    detail = " ".join(f"{type(error).__name__}: {error}".split())
+    missing = (getattr(error, "name", None) or "").split(".")[0]
+    if missing and missing != "torch":
+        hint = ("install the missing packages: click Synthesize slices in the module and accept, or run the batch "
+                "with --install-dependencies")
+    else:
+        hint = ("PyTorch is missing or unusable: in the PyTorch Utils module uninstall PyTorch, restart Slicer, "
+                "install it again, and retry")
+    return f"the engine's Python packages cannot be loaded ({detail}); {hint}"
+
+
 def missing_dependencies(requirements_path: Path, version_of: VersionLookup = installed_version) -> tuple:
     """``(torch_needed, unmet_packages)`` for the engine's dependencies."""
     torch_needed = not is_satisfied("torch" + TORCH_REQUIREMENT, version_of)
@@ -102,7 +140,7 @@ def ensure_dependencies(
     if packages:
         import slicer
 
-        slicer.util.pip_install(list(packages))
+        slicer.util.pip_install(pip_arguments(packages, version_of))
     torch_needed, packages = missing_dependencies(requirements_path, version_of)
     if torch_needed or packages:
         still = (["torch" + TORCH_REQUIREMENT] if torch_needed else []) + list(packages)
