@@ -10,6 +10,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import unittest
 from dataclasses import dataclass
 from typing import Annotated, Callable, Optional
 
@@ -66,8 +67,9 @@ class CTSliceSynthesis(ScriptedLoadableModule):
             "Processing runs in the background; <i>Cancel</i> stops it. The comparison shows the input and the "
             "result side by side in linked views (coronal by default); once linked, choosing another volume in one "
             "view's controller also changes the other.<br>"
+            "Method: {citation}.<br>"
             'See the <a href="https://github.com/CTSliceSynthesis/SlicerCTSliceSynthesis#readme">documentation</a>.'
-        )
+        ).format(citation=CITATION)
         self.parent.acknowledgementText = _(
             "The method is described in: {citation}. The module uses 3D Slicer, the PyTorch extension "
             "(SlicerPyTorch) and pytorch-wavelets."
@@ -580,13 +582,16 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
-        """Run all tests; the synthesis test (needs torch) runs last because it may be skipped."""
-        self.setUp()
-        self.test_outputVolumeGeometry()
-        self.setUp()
-        self.test_comparisonLayout()
-        self.setUp()
-        self.test_synthesisBlocking()
+        """Run all tests (Reload and Test calls this directly, outside a unittest runner, so a skip is reported
+        here instead of surfacing as an exception)."""
+        for test in (self.test_outputVolumeGeometry, self.test_resultPlacedInScene,
+                     self.test_unfinishedRunLeavesSceneUntouched, self.test_comparisonLayout,
+                     self.test_synthesisBlocking):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as reason:
+                self.delayDisplay(f"{test.__name__} skipped: {reason}")
 
     @staticmethod
     def _obliqueVolume(name: str = "thick"):
@@ -626,6 +631,54 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(shNode.GetItemParent(shNode.GetItemByDataNode(output)),
                          shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume)))
 
+    def _completedJob(self, inputVolume, synthesized: np.ndarray, scale: int = 2) -> tuple:
+        """A job whose background run "completed" with ``synthesized`` as its output file, and that outcome."""
+        grid = CTSliceSynthesisLogic().planGrid(inputVolume, scale)
+        workDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
+        request = SynthesisRequest(os.path.join(workDir, "input.npy"), os.path.join(workDir, "output.npy"), scale,
+                                   axis=grid.numpy_axis)
+        np.save(request.output_path, synthesized, allow_pickle=False)
+        job = _Job(inputVolume.GetID(), None, None, grid, request, workDir)
+        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 0.0}
+        return job, Outcome("completed", "synthesis completed", info)
+
+    def test_resultPlacedInScene(self) -> None:
+        """A new output is a clone of the input: unique name, display settings, transform, no DICOM identity."""
+        self.delayDisplay("Result placed in the scene")
+        inputVolume, _matrix, voxels = self._obliqueVolume()
+        inputVolume.GetDisplayNode().SetAutoWindowLevel(False)
+        inputVolume.GetDisplayNode().SetWindowLevel(1400.0, -500.0)
+        inputVolume.SetAttribute("DICOM.instanceUIDs", "1.2.3")
+        transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+        slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "thick synthesized ×2")  # name already taken
+        job, outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:7])
+        outcome, outputs = CTSliceSynthesisLogic().finishJob(job, outcome)
+        self.assertEqual(outcome.status, "completed")
+        output = outputs.outputVolume
+        self.assertNotEqual(output.GetName(), "thick synthesized ×2")
+        self.assertTrue(output.GetName().startswith("thick synthesized ×2"))
+        self.assertEqual((output.GetDisplayNode().GetWindow(), output.GetDisplayNode().GetLevel()), (1400.0, -500.0))
+        self.assertNotEqual(output.GetDisplayNode().GetID(), inputVolume.GetDisplayNode().GetID())
+        self.assertIsNone(output.GetAttribute("DICOM.instanceUIDs"))
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.modelSha256"), "0" * 64)
+        self.assertEqual(output.GetTransformNodeID(), transform.GetID())
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(output)[::2], voxels)
+        self.assertFalse(os.path.exists(job.workDir))
+
+    def test_unfinishedRunLeavesSceneUntouched(self) -> None:
+        """A cancelled or failed run adds no node to the scene and deletes its files."""
+        self.delayDisplay("Unfinished run")
+        inputVolume, _matrix, voxels = self._obliqueVolume()
+        for status in ("cancelled", "failed"):
+            job, _outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:7])
+            nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+            outcome, outputs = CTSliceSynthesisLogic().finishJob(job, Outcome(status, status))
+            self.assertEqual(outcome.status, status)
+            self.assertIsNone(outputs)
+            self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+            self.assertFalse(os.path.exists(job.workDir))
+
     def test_comparisonLayout(self) -> None:
         """Linked side-by-side views with a main window; nothing (and no error) without one."""
         self.delayDisplay("Comparison layout")
@@ -655,14 +708,23 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         try:
             checkpoint = os.path.join(workDir, "lite_x2.pt")
             save_model(create_model("lite", 2), checkpoint)
-            inputVolume, _matrix, voxels = self._obliqueVolume()
+            volumeFile = os.path.join(workDir, "thick.nrrd")
+            created, _matrix, voxels = self._obliqueVolume()
+            self.assertTrue(slicer.util.saveNode(created, volumeFile))
+            slicer.mrmlScene.RemoveNode(created)
+            inputVolume = slicer.util.loadVolume(volumeFile, {"name": "thick", "show": False})
             outputs = CTSliceSynthesisLogic().process(
                 inputVolume, scale=2, checkpoint=checkpoint, device="cpu", withDisagreement=True)
         finally:
             shutil.rmtree(workDir, ignore_errors=True)
         result = slicer.util.arrayFromVolume(outputs.outputVolume)
         self.assertEqual(result.shape, (7, 24, 16))
+        self.assertEqual(result.dtype, np.int16)
         np.testing.assert_array_equal(result[::2], voxels)
+        _dimensions, inputMatrix = CTSliceSynthesisLogic.inputGeometry(inputVolume)
+        _dimensions, outputMatrix = CTSliceSynthesisLogic.inputGeometry(outputs.outputVolume)
+        for k in range(voxels.shape[0]):  # output slice 2k is where input slice k was
+            np.testing.assert_allclose(outputMatrix @ [3, 5, 2 * k, 1], inputMatrix @ [3, 5, k, 1], atol=1e-4)
         self.assertEqual(outputs.outputVolume.GetName(), "thick synthesized ×2")
         self.assertEqual(slicer.util.arrayFromVolume(outputs.disagreementVolume).shape, (7, 24, 16))
         self.delayDisplay("Test passed")
