@@ -164,6 +164,45 @@ def test_import_failures_say_what_to_do(error: BaseException, words: str) -> Non
     assert words in message and str(error).split(":")[0] in message and "\n" not in message
 
 
+def test_pip_failure_is_one_line(monkeypatch) -> None:
+    environment = FakeEnvironment({**ALL_MISSING, "torch": "2.4.0"})
+    environment.install(monkeypatch)
+
+    def failing_pip_install(requirements):
+        raise subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "pip", "install", *requirements])
+
+    monkeypatch.setattr(sys.modules["slicer"].util, "pip_install", failing_pip_install)
+    with pytest.raises(DependencyError) as raised:
+        dependencies.ensure_dependencies(REQUIREMENTS, confirm=lambda q: True, version_of=environment.version_of)
+    assert "nibabel>=5.0" in str(raised.value) and "CalledProcessError" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_batch_installs_without_a_progress_dialog_where_slicer_offers_one(monkeypatch) -> None:
+    def pip_install_5_12(requirements, constraints=None, blocking=True, show_progress=True, requester=None):
+        calls.append(show_progress)
+
+    calls: List[bool] = []
+    environment = FakeEnvironment({**ALL_MISSING, "torch": "2.4.0"})
+    environment.install(monkeypatch)
+    monkeypatch.setattr(sys.modules["slicer"].util, "pip_install", pip_install_5_12)
+    with pytest.raises(DependencyError, match="still missing"):  # the stand-in installs nothing
+        dependencies.ensure_dependencies(REQUIREMENTS, confirm=lambda q: True, version_of=environment.version_of,
+                                         show_progress=False)
+    assert calls == [False]
+
+
+@pytest.mark.parametrize(
+    ("signature", "show_progress", "expected"),
+    [("requirements", False, {}), ("requirements, show_progress=True", False, {"show_progress": False}),
+     ("requirements, **kwargs", False, {"show_progress": False}), ("requirements, show_progress=True", True, {})],
+)
+def test_pip_install_options_follow_the_slicer_version(signature: str, show_progress: bool, expected: dict) -> None:
+    namespace: dict = {}
+    exec(f"def pip_install({signature}): pass", namespace)
+    assert dependencies.pip_install_options(namespace["pip_install"], show_progress) == expected
+
+
 def test_missing_pytorch_extension_says_where_to_get_it(monkeypatch) -> None:
     environment = FakeEnvironment(ALL_MISSING)
     environment.install(monkeypatch, torch_available=False)

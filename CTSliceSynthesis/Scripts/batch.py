@@ -26,7 +26,7 @@ def prepare(options: batch_args.BatchOptions) -> None:
     from CTSliceSynthesis import CTSliceSynthesisLogic
 
     confirm = (lambda question: True) if options.install_dependencies else None
-    ensure_dependencies(CTSliceSynthesisLogic.requirementsPath(), confirm=confirm)
+    ensure_dependencies(CTSliceSynthesisLogic.requirementsPath(), confirm=confirm, show_progress=False)
 
 
 def save(node, path: Path) -> None:

@@ -11,8 +11,9 @@ still be upgraded without a restart. Nothing here runs at import time; ``slicer`
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
@@ -116,15 +117,30 @@ def missing_dependencies(requirements_path: Path, version_of: VersionLookup = in
     return torch_needed, unmet_requirements(read_requirements(requirements_path), version_of)
 
 
+def pip_install_options(pip_install: Callable, show_progress: bool) -> Dict[str, Any]:
+    """Keyword arguments for Slicer's ``pip_install``: ``show_progress=False`` for a run without a GUI, where this
+    Slicer's ``pip_install`` accepts it (5.11 and later show a progress dialog by default; earlier ones show none)."""
+    if show_progress:
+        return {}
+    try:
+        parameters = inspect.signature(pip_install).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    accepted = any(p.name == "show_progress" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return {"show_progress": False} if accepted else {}
+
+
 def ensure_dependencies(
     requirements_path: Path,
     confirm: Optional[Callable[[str], bool]],
     version_of: VersionLookup = installed_version,
+    show_progress: bool = True,
 ) -> None:
     """Make sure torch and the other packages are installed, installing them if ``confirm(question)`` agrees.
 
-    ``confirm=None`` installs nothing (batch runs without ``--install-dependencies``). Raises
-    :class:`DependencyError` when something is still missing. Call from Slicer's main thread only.
+    ``confirm=None`` installs nothing (batch runs without ``--install-dependencies``); ``show_progress=False``
+    keeps pip's progress dialog away (batch runs). Raises :class:`DependencyError` (one line) when something is
+    missing or cannot be installed. Call from Slicer's main thread only.
     """
     torch_needed, packages = missing_dependencies(requirements_path, version_of)
     if not torch_needed and not packages:
@@ -140,7 +156,13 @@ def ensure_dependencies(
     if packages:
         import slicer
 
-        slicer.util.pip_install(pip_arguments(packages, version_of))
+        try:
+            slicer.util.pip_install(pip_arguments(packages, version_of),
+                                    **pip_install_options(slicer.util.pip_install, show_progress))
+        except Exception as error:  # pip's failure (e.g. it would have to replace Slicer's numpy), in one line
+            detail = " ".join(f"{type(error).__name__}: {error}".split())
+            raise DependencyError(f"pip could not install {', '.join(packages)} ({detail}); its output is in "
+                                  "Slicer's Python console and log") from None
     torch_needed, packages = missing_dependencies(requirements_path, version_of)
     if torch_needed or packages:
         still = (["torch" + TORCH_REQUIREMENT] if torch_needed else []) + list(packages)
