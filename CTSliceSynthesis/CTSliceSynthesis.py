@@ -450,6 +450,8 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         warning = self.transformWarning(inputVolume, grid.axis)
         if warning:
             logging.warning(warning)
+            if logCallback:  # the module's log box too, where the user looks during the run
+                logCallback(f"warning: {warning}")
         workDir = tempfile.mkdtemp(prefix="CTSliceSynthesis-", dir=slicer.app.temporaryPath)
         request = SynthesisRequest(
             input_path=os.path.join(workDir, "input.npy"),
