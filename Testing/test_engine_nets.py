@@ -126,7 +126,13 @@ def test_pint_layer_order_and_shared_csam(fixed_seed: int) -> None:
     for index, group in enumerate(pint.groups):
         group.register_forward_hook(lambda m, args, out, i=index: outputs.__setitem__(f"t{i + 1}", out))
     lam_inputs: List[List[torch.Tensor]] = []
-    pint.layer_attention.register_forward_pre_hook(lambda m, args: lam_inputs.append(list(args[0])))
+    fused_convolution = pint.layer_attention.fused_convolution
+
+    def record_layers(layers: List[torch.Tensor], conv: torch.nn.Conv2d) -> torch.Tensor:
+        lam_inputs.append(list(layers))
+        return fused_convolution(layers, conv)
+
+    pint.layer_attention.fused_convolution = record_layers  # type: ignore[method-assign]
     csam_inputs: List[torch.Tensor] = []
     pint.channel_spatial_attention.register_forward_pre_hook(lambda m, args: csam_inputs.append(args[0]))
     with torch.no_grad():
@@ -181,6 +187,22 @@ def test_layer_attention_matches_direct_computation(fixed_seed: int) -> None:
             weights = torch.softmax(torch.tensor(shifted, dtype=torch.float64), dim=0)
             expected[sample, i] = 0.6 * sum(weights[j] * g[j] for j in range(k)) + g[i]
     torch.testing.assert_close(out.double(), expected.reshape(n, k * c, a, length), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("images", [1, 3, LayerAttention.FOLD_MAX_IMAGES + 1])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_layer_attention_folded_into_convolution(fixed_seed: int, images: int, channels_last: bool) -> None:
+    """``fused_convolution`` (attention folded into per-image weights, or the plain path for large batches)
+    equals the convolution of the mixed maps, in either memory layout."""
+    layer_attention = LayerAttention()
+    conv = torch.nn.Conv2d(3 * 4, 5, 3, padding=1)
+    with torch.no_grad():
+        layer_attention.gamma.fill_(0.8)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layers = [torch.randn(images, 4, 6, 7).contiguous(memory_format=layout) for _ in range(3)]
+    layers = [layer * scale for layer, scale in zip(layers, (0.05, 0.06, 0.07))]  # soft attention, not one-hot
+    expected = conv(layer_attention(layers))
+    torch.testing.assert_close(layer_attention.fused_convolution(layers, conv), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_layer_attention_identity_at_init() -> None:

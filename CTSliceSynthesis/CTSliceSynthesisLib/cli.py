@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
-from .config import SUPPORTED_SCALES
+from .config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
 from .errors import CTSliceSynthesisError, InputError, OutputError, SynthesisCancelled
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--scale", required=True, type=int, help="slices per input gap: 2, 3 or 4")
     synth.add_argument("--model", type=Path, help="checkpoint to use (default: the bundled model for --scale)")
     synth.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    synth.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     synth.add_argument(
         "--axis", default="auto", help="thick voxel axis 0, 1 or 2 (default: the axis with the largest spacing)"
     )
@@ -170,12 +171,12 @@ def run_synthesize(args: argparse.Namespace) -> int:
     warning = intensity_warning(volume.data)
     if warning:
         print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
-    model = load_model(args.model, args.scale, args.device)
+    model = load_model(args.model, args.scale, args.device, precision=args.precision)
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     say(
         f"{args.input.name}: {volume.data.shape} {volume.data.dtype}, spacing "
         f"{' × '.join(f'{s:.3g}' for s in spacing)} mm, thick axis {axis}; model {model.model_id} "
-        f"({model.preset}, ×{model.scale}) on {model.device}"
+        f"({model.preset}, ×{model.scale}) on {model.device}, {model.precision_name}"
     )
     started = time.perf_counter()
     result = _synthesize_with_bar(volume.data, args, model, axis)

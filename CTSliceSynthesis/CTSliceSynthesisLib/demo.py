@@ -14,6 +14,7 @@ from typing import Dict
 
 import numpy as np
 
+from .config import PRECISION_HELP, PRECISIONS
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=4, help="thick-slice factor to simulate (default 4)")
     parser.add_argument("--model", type=Path, help="checkpoint (default: the bundled model for --scale)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--output-dir", type=Path, default=Path("demo_output"), help="default ./demo_output")
 
 
@@ -41,7 +43,7 @@ def run_demo(args: argparse.Namespace) -> int:
     axis = thick_axis(voxel_spacing(thin.affine))
     truth = trim_to_multiple(thin.data, args.scale, axis).astype(np.float32)
     thick = direct_sampling(truth, args.scale, axis)
-    model = load_model(args.model, args.scale, args.device)
+    model = load_model(args.model, args.scale, args.device, precision=args.precision)
     print(f"{source.name}: {truth.shape}, thick axis {axis}; simulated ×{args.scale} input {thick.shape}", file=sys.stderr)
 
     started = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__
-from .config import SUPPORTED_SCALES
+from .config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
 from .errors import CheckpointError, InputError, OutputError
 from .degradation import DEGRADATIONS
 
@@ -40,6 +40,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--axis", default="auto", help="thick voxel axis 0, 1 or 2 (default: largest spacing, last on ties)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps; also used for SSIM")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -58,8 +59,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for path in inputs:
         open_nifti(path)  # refuses unreadable or non-CT files from the header, before any work
     prepare_output_dir(args.output_dir, figures=not args.no_figures)
-    models = models_by_scale(args.model, scales, args.device, "--model", bundled=True)
-    compares = models_by_scale(args.compare_model, scales, args.device, "--compare-model", bundled=False)
+    models = models_by_scale(args.model, scales, args.device, args.precision, "--model", bundled=True)
+    compares = models_by_scale(
+        args.compare_model, scales, args.device, args.precision, "--compare-model", bundled=False
+    )
     report: Dict[str, Any] = {"engine_version": __version__, "volumes": []}
     for number, path in enumerate(inputs, start=1):
         say(f"[{number}/{len(inputs)}] {path.name}")
@@ -127,7 +130,12 @@ def checkpoint_scale(path: Path) -> int:
 
 
 def models_by_scale(
-    checkpoints: Optional[Sequence[Path]], scales: Sequence[int], device: str, flag: str, bundled: bool
+    checkpoints: Optional[Sequence[Path]],
+    scales: Sequence[int],
+    device: str,
+    precision: str,
+    flag: str,
+    bundled: bool,
 ) -> Dict[int, SynthesisModel]:
     """One model per scale: each checkpoint goes to the scale it was trained for; scales left without one get
     the bundled model if ``bundled`` (an error when there is none) and are skipped otherwise."""
@@ -142,7 +150,7 @@ def models_by_scale(
             raise InputError(f"{flag} has two ×{scale} models: {chosen[scale].name} and {path.name}")
         chosen[scale] = path
     wanted = scales if bundled else sorted(chosen)
-    return {scale: load_model(chosen.get(scale), scale, device) for scale in wanted}
+    return {scale: load_model(chosen.get(scale), scale, device, precision=precision) for scale in wanted}
 
 
 def spacing_and_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[np.ndarray, int]:

@@ -27,8 +27,8 @@ CancelCheck = Callable[[], bool]
 
 # Budgets per network call, in input pixels: large enough to keep the conv kernels busy, small enough that the
 # activations stay in cache-friendly sizes (tuned on 2 CPU cores; see Testing/benchmarks).
-SINT_PIXELS_PER_CALL = 2 * 512 * 512
-PINT_PIXELS_PER_CALL = 64 * 1024
+SINT_PIXELS_PER_CALL = 8 * 512 * 512
+PINT_PIXELS_PER_CALL = 256 * 1024
 # Slices of context on each side of an axial chunk for the cubic base: the B-spline prefilter's influence decays
 # as 0.268^k, so 10 slices keep the base within 2e-6 (relative) of the whole-volume spline.
 CUBIC_CONTEXT_SLICES = 10
@@ -177,6 +177,11 @@ class _Synthesis:
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         return hu_to_unit(tensor).to(self.model.device)
 
+    def _autocast(self) -> torch.autocast:
+        """The networks' arithmetic: autocast to the model's precision (disabled for float32)."""
+        dtype = self.model.precision
+        return torch.autocast(self.model.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
     @torch.no_grad()
     def axial(self) -> np.ndarray:
         """SInt-A on every neighbouring pair: ``(n_new, H, W)`` float32, normalised units."""
@@ -189,7 +194,8 @@ class _Synthesis:
             stop = min(start + pairs_per_call, slices - 1)
             low, high = max(0, start - context), min(slices, stop + 1 + context)
             stack = self._tensor(self.source[low:high])[None]
-            new, _, _ = interpolate_axial(sint, stack, first_pair=start - low, pair_count=stop - start)
+            with self._autocast():
+                new, _, _ = interpolate_axial(sint, stack, first_pair=start - low, pair_count=stop - start)
             result[start * per_pair : stop * per_pair] = new[0].float().cpu().numpy()
             self._step((stop - start) * height * width, "axial view (SInt-A)")
         return result
@@ -214,7 +220,9 @@ class _Synthesis:
                 chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)
             else:  # images fix an index of W: (w, 1, H, S)
                 chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)
-            out = pint(chunk[:, None])[:, 0][..., new_index].float().cpu().numpy()
+            with self._autocast():
+                out = pint(chunk[:, None].contiguous())  # strided images slow the first convolution down
+            out = out[:, 0][..., new_index].float().cpu().numpy()
             # (images, in-plane, n_new) → the z-first block of this chunk
             block = out.transpose(2, 0, 1) if coronal else out.transpose(2, 1, 0)
             region = (slice(None), slice(start, stop)) if coronal else (slice(None), slice(None), slice(start, stop))
@@ -238,7 +246,7 @@ class _Synthesis:
             stack = hu_to_unit(torch.from_numpy(np.ascontiguousarray(self.source[low:high], dtype=np.float32)))
             first, second = stack[start - low : stop - low, None], stack[start - low + 1 : stop - low + 1, None]
             mixed = linear * (first + (second - first) * fractions)
-            between = cubic_between(stack, self.scale, dim=0)[(start - low) * per_pair : (stop - low) * per_pair]
+            between = cubic_between(stack, self.scale, dim=0, first_gap=start - low, gaps=stop - start)
             mixed = mixed.reshape(-1, height, width) + cubic * between
             accumulator[start * per_pair : stop * per_pair] += mixed.numpy()
             self._step(0.2 * (stop - start) * height * width, "classical interpolation")

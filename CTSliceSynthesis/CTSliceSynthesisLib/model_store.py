@@ -14,6 +14,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, sha256_of_file
 from .config import SUPPORTED_SCALES, ModelConfig, model_config
 from .errors import CheckpointError
 from .nets import SynthesisNetworks
+from .performance import precision_name, resolve_precision, tune_allocator, use_channels_last
 
 MODELS_DIR_ENV = "CTSLICESYNTHESIS_MODELS_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -21,12 +22,22 @@ MANIFEST_NAME = "manifest.json"
 
 @dataclass
 class SynthesisModel:
-    """Trained networks in eval mode on a device, with where they came from."""
+    """Trained networks in eval mode on a device, with where they came from and the arithmetic they run in.
+
+    ``precision`` is the autocast dtype of the networks' convolutions (``None``: float32); interpolation bases,
+    residual sums and the fusion stay float32 in every case.
+    """
 
     networks: SynthesisNetworks
     model_id: str
     sha256: Optional[str]
     device: torch.device
+    precision: Optional[torch.dtype] = None
+
+    @property
+    def precision_name(self) -> str:
+        """``fp32``, ``bf16`` or ``fp16``."""
+        return precision_name(self.precision)
 
     @property
     def scale(self) -> int:
@@ -59,10 +70,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise CheckpointError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from None
 
 
-def create_model(preset: str, scale: int, device: str = "cpu") -> SynthesisModel:
-    """Freshly initialised networks (for training, tests and benchmarks)."""
+def create_model(preset: str, scale: int, device: str = "cpu", precision: str = "fp32") -> SynthesisModel:
+    """Freshly initialised networks (for tests and benchmarks), float32 unless ``precision`` says otherwise."""
     networks = SynthesisNetworks(model_config(preset, scale))
-    return _ready(networks, f"untrained-{preset}-x{scale}", None, resolve_device(device))
+    return _ready(networks, f"untrained-{preset}-x{scale}", None, resolve_device(device), precision)
 
 
 def networks_from_payload(payload: Dict[str, Any], source: str) -> SynthesisNetworks:
@@ -82,10 +93,13 @@ def load_model(
     scale: int = 2,
     device: str = "cpu",
     preset: Optional[str] = None,
+    precision: str = "auto",
 ) -> SynthesisModel:
     """Load a checkpoint (or, with ``checkpoint=None``, the bundled weights for ``scale``) for inference.
 
     A checkpoint made for another factor, or another preset than ``preset`` when given, is refused.
+    ``precision`` is ``auto`` (bf16 where the hardware runs it natively, see ``performance.resolve_precision``),
+    ``fp32``, ``bf16`` or ``fp16``.
     """
     if scale not in SUPPORTED_SCALES:
         raise CheckpointError(f"unsupported scale {scale}: choose one of {SUPPORTED_SCALES}")
@@ -103,7 +117,7 @@ def load_model(
         raise CheckpointError(f"{path.name} was trained for ×{networks.scale}, not ×{scale}")
     if preset is not None and networks.config.preset != preset:
         raise CheckpointError(f"{path.name} holds the {networks.config.preset!r} preset, not {preset!r}")
-    return _ready(networks, model_id, sha, target)
+    return _ready(networks, model_id, sha, target, precision)
 
 
 def save_model(model: SynthesisModel, path: os.PathLike, metadata: Optional[Dict[str, Any]] = None) -> None:
@@ -142,8 +156,17 @@ def bundled_entry(scale: int) -> tuple:
     raise CheckpointError(f"no bundled model for ×{scale}: pass --model with a checkpoint (see Training/)")
 
 
-def _ready(networks: SynthesisNetworks, model_id: str, sha: Optional[str], device: torch.device) -> SynthesisModel:
+def _ready(
+    networks: SynthesisNetworks, model_id: str, sha: Optional[str], device: torch.device, precision: str
+) -> SynthesisModel:
+    try:
+        dtype = resolve_precision(precision, device)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     networks = networks.to(device).eval()
     for parameter in networks.parameters():
         parameter.requires_grad_(False)
-    return SynthesisModel(networks=networks, model_id=model_id, sha256=sha, device=device)
+    use_channels_last(networks)
+    if device.type == "cpu":
+        tune_allocator()
+    return SynthesisModel(networks=networks, model_id=model_id, sha256=sha, device=device, precision=dtype)

@@ -61,7 +61,7 @@ def interpolate_axial(
     base = None
     if sint.residual and sint.base_kind == "cubic":
         per_pair = sint.fractions.numel()
-        between = cubic_between(padded, per_pair + 1, dim=1)[:, first_pair * per_pair : (first_pair + pairs) * per_pair]
+        between = cubic_between(padded, per_pair + 1, dim=1, first_gap=first_pair, gaps=pairs)
         base = between.reshape(b * pairs, per_pair, *size)
     out = sint(first, second, base)
     slices = out.slices[..., :h, :w]

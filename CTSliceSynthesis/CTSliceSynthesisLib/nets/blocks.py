@@ -14,6 +14,17 @@ def conv3x3(in_channels: int, out_channels: int, padding_mode: str = "zeros") ->
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode=padding_mode)
 
 
+def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Apply the 1×1 convolution ``conv`` to ``x (N, C_in, H, W)``.
+
+    With one input channel it is evaluated as the equivalent broadcast multiply-add, which runs several times
+    faster than oneDNN's one-channel convolution (and stays in ``x``'s precision or better under autocast).
+    """
+    if conv.in_channels != 1 or conv.kernel_size != (1, 1) or conv.bias is None:
+        return conv(x)
+    return torch.addcmul(conv.bias.view(1, -1, 1, 1), x, conv.weight.view(1, -1, 1, 1))
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation gate: global average pool → 1×1 → ReLU → 1×1 → sigmoid, times the input.
 
@@ -48,7 +59,9 @@ class ResidualChannelAttentionBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        # In place on the attention's product, which no backward pass needs. (A fused ``addcmul`` with the
+        # per-channel gate measured 4× slower than this multiply-then-add on channels-last bf16.)
+        return self.body(x).add_(x)
 
 
 class ResidualGroup(nn.Module):
@@ -65,14 +78,14 @@ class ResidualGroup(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return self.body(x).add_(x)  # in place on a convolution's output, which no backward pass needs
 
 
 def slice_group(channels: int, blocks: int, reduction: int) -> ResidualGroup:
     """A SInt residual group (reflection padding, LeakyReLU 0.2)."""
-    return ResidualGroup(channels, blocks, reduction, "reflect", nn.LeakyReLU(0.2))
+    return ResidualGroup(channels, blocks, reduction, "reflect", nn.LeakyReLU(0.2, inplace=True))
 
 
 def pixel_group(channels: int, blocks: int, reduction: int) -> ResidualGroup:
     """A PInt residual group (zero padding, ReLU)."""
-    return ResidualGroup(channels, blocks, reduction, "zeros", nn.ReLU())
+    return ResidualGroup(channels, blocks, reduction, "zeros", nn.ReLU(inplace=True))

@@ -18,20 +18,64 @@ class LayerAttention(nn.Module):
 
     ``K × (N, C, A, L) → (N, K·C, A, L)``: ``γ · softmax(rowmax(E) − E) G + G`` with ``E = G Gᵀ``, ``G`` the
     maps flattened per layer; ``γ`` starts at 0.
+
+    Everything runs map by map in the maps' own memory layout (channels-last on the CPU): flattening a stack
+    of channels-last maps forces strided copies that cost more than all of PInt's convolutions.
     """
+
+    # Up to this many images, :meth:`fused_convolution` folds the attention into the next convolution's weights.
+    FOLD_MAX_IMAGES = 8
 
     def __init__(self) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.zeros(1))
 
-    def forward(self, layers: List[torch.Tensor]) -> torch.Tensor:
-        n, c, a, length = layers[0].shape
-        stacked = torch.stack(layers, dim=1).reshape(n, len(layers), -1)
-        energy = stacked @ stacked.transpose(1, 2)
+    def mixing(self, layers: List[torch.Tensor]) -> torch.Tensor:
+        """``M = γ · softmax(rowmax(E) − E)``, ``(N, K, K)`` float32: output map ``i`` is ``G_i + Σ_j M_ij G_j``.
+
+        ``E_ij`` sums the products of maps ``i`` and ``j`` in float32 (products in the maps' dtype).
+        """
+        count = len(layers)
+        energy = torch.empty(layers[0].shape[0], count, count, device=layers[0].device)
+        for i in range(count):
+            for j in range(i, count):
+                product = (layers[i] * layers[j]).sum(dim=(1, 2, 3), dtype=torch.float32)
+                energy[:, i, j] = energy[:, j, i] = product
         energy = energy.amax(dim=-1, keepdim=True) - energy
-        attention = torch.softmax(energy.float(), dim=-1).to(stacked.dtype)
-        out = self.gamma * (attention @ stacked) + stacked
-        return out.reshape(n, len(layers) * c, a, length)
+        return self.gamma.float() * torch.softmax(energy, dim=-1)
+
+    def forward(self, layers: List[torch.Tensor]) -> torch.Tensor:
+        mixing = self.mixing(layers).to(layers[0].dtype)[:, :, :, None, None, None]  # (N, K, K, 1, 1, 1)
+        outputs = []
+        for i, layer in enumerate(layers):
+            mixed = layer
+            for j, other in enumerate(layers):
+                mixed = torch.addcmul(mixed, mixing[:, i, j], other)
+            outputs.append(mixed)
+        return torch.cat(outputs, dim=1)
+
+    def fused_convolution(self, layers: List[torch.Tensor], conv: nn.Conv2d) -> torch.Tensor:
+        """``conv(self(layers))``, ``K × (N, C, A, L) → (N, C_out, A, L)``.
+
+        Convolution is linear, so for up to :attr:`FOLD_MAX_IMAGES` images the attention is folded into each
+        image's weights instead of mixing the maps: ``W'_j = W_j + Σ_i M_ij W_i`` on the plain concatenation.
+        """
+        if layers[0].shape[0] > self.FOLD_MAX_IMAGES or conv.padding_mode != "zeros":
+            return conv(self(layers))
+        mixing = self.mixing(layers)
+        stacked = torch.cat(layers, dim=1)
+        count, channels = len(layers), layers[0].shape[1]
+        with torch.autocast(device_type=stacked.device.type, enabled=False):  # fold the weights in float32
+            weight = conv.weight.reshape(conv.out_channels, count, channels, *conv.kernel_size).float()
+            folded = weight[None] + torch.einsum("nij,oicyx->nojcyx", mixing, weight)
+            folded = folded.reshape(-1, *conv.weight.shape).to(stacked.dtype)
+        channels_last = stacked.is_contiguous(memory_format=torch.channels_last) and not stacked.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        outputs = [
+            F.conv2d(stacked[n : n + 1], folded[n].contiguous(memory_format=layout), conv.bias, padding=conv.padding)
+            for n in range(stacked.shape[0])
+        ]
+        return torch.cat(outputs)
 
 
 class ChannelSpatialAttention(nn.Module):
@@ -67,7 +111,8 @@ class ChannelSpatialAttention(nn.Module):
         return F.conv2d(x, banded.to(x.dtype), self.bias.expand(channels).to(x.dtype), padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + x * (self.gamma * torch.sigmoid(self.attention_logits(x)))
+        gate = torch.sigmoid(self.attention_logits(x)) * self.gamma.to(x.dtype)
+        return torch.addcmul(x, x, gate)
 
 
 class PixelInterpolator(nn.Module):
@@ -83,6 +128,8 @@ class PixelInterpolator(nn.Module):
         super().__init__()
         self.residual = residual
         self.base_kind = base
+        # Layout of the activations; ``performance.use_channels_last`` switches it with the weights.
+        self.memory_format = torch.contiguous_format
         self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.scale = scale
@@ -112,13 +159,13 @@ class PixelInterpolator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, _, a, length = images.shape
-        h0 = self.head(images)
+        h0 = self.head(images).contiguous(memory_format=self.memory_format)  # a 1-channel input leaves it open
         features = [h0]
         for group in self.groups:
             features.append(group(features[-1]))
         tail = self.body_tail(features[-1])
         layers = [tail] + features[:0:-1]
-        from_layers = self.layer_fuse(self.layer_attention(layers))
+        from_layers = self.layer_attention.fused_convolution(layers, self.layer_fuse)
         from_tail = self.channel_spatial_attention(tail)
         fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
         new_columns = self.head_out(self.channel_spatial_attention(fused))

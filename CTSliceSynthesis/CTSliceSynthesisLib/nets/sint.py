@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import SIntConfig
-from .blocks import conv3x3, slice_group
+from .blocks import conv3x3, pointwise, slice_group
 from .memory import MemoryBank
 
 
@@ -36,6 +36,8 @@ class SliceInterpolator(nn.Module):
         super().__init__()
         self.residual = residual
         self.base_kind = base
+        # Layout of the activations; ``performance.use_channels_last`` switches it with the weights.
+        self.memory_format = torch.contiguous_format
         self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction
         self.block = config.block
@@ -63,9 +65,9 @@ class SliceInterpolator(nn.Module):
             raise ValueError(
                 f"SInt needs H and W divisible by {self.block} and at least {2 * self.block}, got {(height, width)}"
             )
-        a = F.pixel_unshuffle(self.stem(first), self.block)
-        b = F.pixel_unshuffle(self.stem(second), self.block)
-        e0 = self.encoder_head(torch.cat((a, b), dim=1))
+        a = F.pixel_unshuffle(pointwise(self.stem, first), self.block)
+        b = F.pixel_unshuffle(pointwise(self.stem, second), self.block)
+        e0 = self.encoder_head(torch.cat((a, b), dim=1).contiguous(memory_format=self.memory_format))
         e1 = self.encoder_groups[0](e0)
         e2 = self.encoder_groups[1](e1)
         e3 = self.encoder_tail(self.encoder_groups[2](e2) + e0)
@@ -84,7 +86,7 @@ class SliceInterpolator(nn.Module):
         u1 = self.decoder_groups[0](self.decoder_heads[0](d3))
         u2 = self.decoder_groups[1](self.decoder_heads[1](torch.cat((u1 - e2, u1), dim=1)))
         u3 = self.decoder_groups[2](self.decoder_heads[2](torch.cat((u2 - e1, u2), dim=1)))
-        out = self.head_out(F.pixel_shuffle(self.decoder_tail(u3), self.block))
+        out = pointwise(self.head_out, F.pixel_shuffle(self.decoder_tail(u3), self.block))
         if self.residual:
             if base is None:
                 fractions = self.fractions.to(out.dtype)[None, :, None, None]
