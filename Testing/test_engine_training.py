@@ -56,6 +56,24 @@ def test_memory_is_state_not_parameter() -> None:
     assert "sint.memory.items" in trainer.checkpoint_payload()["networks"]
 
 
+def test_activation_checkpointing_gives_the_same_steps() -> None:
+    """Recomputing the residual groups' activations changes memory, not the arithmetic: same losses, same
+    weights after two steps; ``auto`` turns it on for the paper preset only."""
+    volumes = [TrainingVolume("p", phantom(), 2.0)]
+    runs = []
+    for mode in ("off", "on"):
+        trainer = Trainer(small_config(steps=2, checkpoint_activations=mode), volumes, None)
+        groups = [m for m in trainer.networks.modules() if type(m).__name__ == "ResidualGroup"]
+        assert groups and all(group.checkpointed == (mode == "on") for group in groups)
+        losses = [trainer.train_step()["total"] for _ in range(2)]
+        runs.append((losses, trainer.networks.state_dict()))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    for name, value in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], value, atol=1e-5, rtol=1e-4, msg=name)
+    assert TrainConfig(preset="paper").uses_activation_checkpointing
+    assert not TrainConfig(preset="lite").uses_activation_checkpointing
+
+
 def test_resume_reproduces_the_next_steps_exactly(tmp_path: Path) -> None:
     volumes = [TrainingVolume("p", phantom(), 2.0)]
     first = Trainer(small_config(steps=4), volumes, tmp_path / "a")

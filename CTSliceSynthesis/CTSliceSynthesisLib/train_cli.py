@@ -33,6 +33,7 @@ TRAIN_FLAGS = {
     "degradation": "degradation",
     "profile_width": "profile_width",
     "precision": "precision",
+    "checkpoint_activations": "checkpoint_activations",
 }
 
 
@@ -59,6 +60,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile-width", type=int, help="slice-profile augmentation: up to this many slices thick (default r; 1 off)"
     )
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast where supported (default fp32)")
+    parser.add_argument(
+        "--checkpoint-activations",
+        choices=("auto", "on", "off"),
+        help="recompute activations in the backward pass to save memory (default auto: on for --preset paper)",
+    )
     parser.add_argument("--pre-downsample", type=int, default=1, help="keep every k-th slice of each volume")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     start = parser.add_mutually_exclusive_group()

@@ -30,6 +30,7 @@ from .nets import SynthesisNetworks
 from .objective import LossConfig, TrainingObjective
 
 PRECISIONS = ("fp32", "bf16")
+ACTIVATION_CHECKPOINTING = ("auto", "on", "off")
 LATEST_CHECKPOINT = "checkpoint_latest.pt"
 FINAL_MODEL = "model_final.pt"
 LOSS_LOG = "losses.jsonl"
@@ -57,6 +58,7 @@ class TrainConfig:
     profile_width: int = 0  # slice-profile augmentation up to this many slices; 0 → r, 1 → off
     flips: bool = True
     precision: str = "fp32"
+    checkpoint_activations: str = "auto"  # auto: on for the paper preset (it does not fit 24 GB otherwise)
 
     def __post_init__(self) -> None:
         if self.window == 0:
@@ -74,9 +76,18 @@ class TrainConfig:
             raise InputError(f"--patch {self.patch} must be a multiple of {block} and at least {2 * block}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision must be one of {PRECISIONS}")
+        if self.checkpoint_activations not in ACTIVATION_CHECKPOINTING:
+            raise InputError(f"--checkpoint-activations must be one of {ACTIVATION_CHECKPOINTING}")
         if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise InputError("--steps must be ≥ 0, --batch-size and --checkpoint-every ≥ 1")
         LossConfig(mode=self.loss_mode, levels=self.levels, gamma=self.gamma)  # validates those fields
+
+    @property
+    def uses_activation_checkpointing(self) -> bool:
+        """Whether residual groups recompute their activations in the backward pass."""
+        return self.checkpoint_activations == "on" or (
+            self.checkpoint_activations == "auto" and self.preset == "paper"
+        )
 
     def loss_config(self) -> LossConfig:
         """The objective's settings."""
@@ -135,6 +146,7 @@ class Trainer:
         if networks.config.preset != config.preset:
             raise InputError(f"the initial weights are the {networks.config.preset!r} preset, not {config.preset!r}")
         self.networks = networks.to(device).train()
+        self.networks.checkpoint_activations(config.uses_activation_checkpointing)
         for parameter in self.networks.parameters():
             parameter.requires_grad_(True)
         self.objective = TrainingObjective(self.networks, config.loss_config()).to(device)

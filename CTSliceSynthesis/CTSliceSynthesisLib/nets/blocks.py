@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def conv3x3(in_channels: int, out_channels: int, padding_mode: str = "zeros") -> nn.Conv2d:
@@ -65,7 +66,13 @@ class ResidualChannelAttentionBlock(nn.Module):
 
 
 class ResidualGroup(nn.Module):
-    """``blocks`` RCABs then a 3×3 convolution, with a skip over the whole group. Shape-preserving."""
+    """``blocks`` RCABs then a 3×3 convolution, with a skip over the whole group. Shape-preserving.
+
+    With ``checkpointed`` set, training keeps only the group's input and recomputes its activations in the
+    backward pass (activation checkpointing: much less memory for one more forward pass).
+    """
+
+    checkpointed = False
 
     def __init__(
         self, channels: int, blocks: int, reduction: int, padding_mode: str, activation: nn.Module
@@ -78,6 +85,11 @@ class ResidualGroup(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointed and torch.is_grad_enabled():
+            return checkpoint(self._residual, x, use_reentrant=False)
+        return self._residual(x)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).add_(x)  # in place on a convolution's output, which no backward pass needs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
+from .blocks import ResidualGroup
 from .pint import PixelInterpolator
 from .sint import SliceInterpolator
 
@@ -22,3 +23,9 @@ class SynthesisNetworks(nn.Module):
     def scale(self) -> int:
         """The up-sampling factor r."""
         return self.config.scale
+
+    def checkpoint_activations(self, enabled: bool) -> None:
+        """Recompute each residual group's activations in the backward pass instead of storing them."""
+        for module in self.modules():
+            if isinstance(module, ResidualGroup):
+                module.checkpointed = enabled
