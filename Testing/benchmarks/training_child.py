@@ -1,0 +1,48 @@
+"""Child process of the benchmark: training steps per second for one preset at the default patch and batch.
+
+Usage: ``python training_child.py PRESET STEPS THREADS`` — prints one JSON line with the timing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTSliceSynthesis"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from CTSliceSynthesisLib.data import TrainingVolume  # noqa: E402
+from CTSliceSynthesisLib.trainer import Trainer, TrainConfig  # noqa: E402
+from phantom import phantom_volume  # noqa: E402
+
+
+def main(preset: str, steps: str, device: str) -> None:
+    """One warm-up step, then ``steps`` timed steps of a default-configured trainer on a 5 mm phantom."""
+    volume = TrainingVolume("phantom", phantom_volume(48, size=320).transpose(2, 0, 1).copy(), 5.0)
+    config = TrainConfig(preset=preset, scale=2, steps=int(steps) + 1, checkpoint_every=10**6)
+    trainer = Trainer(config, [volume], None, device=torch.device(device))
+    trainer.train_step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(int(steps)):
+        trainer.train_step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    print(json.dumps({
+        "preset": preset,
+        "steps_per_s": int(steps) / elapsed,
+        "patch": config.patch,
+        "batch": config.batch_size,
+        "window": config.window,
+        "activation_checkpointing": config.uses_activation_checkpointing,
+    }))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
