@@ -19,6 +19,7 @@ from .fusion import VIEWS, FusionWeights
 from .geometry import upsampled_length
 from .intensity import HU_MAX, HU_MIN, hu_to_unit
 from .model_store import SynthesisModel
+from .performance import autocast_to
 from .nets.cubic_base import cubic_between
 from .views import interpolate_axial, new_positions
 
@@ -177,11 +178,6 @@ class _Synthesis:
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         return hu_to_unit(tensor).to(self.model.device)
 
-    def _autocast(self) -> torch.autocast:
-        """The networks' arithmetic: autocast to the model's precision (disabled for float32)."""
-        dtype = self.model.precision
-        return torch.autocast(self.model.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-
     @torch.no_grad()
     def axial(self) -> np.ndarray:
         """SInt-A on every neighbouring pair: ``(n_new, H, W)`` float32, normalised units."""
@@ -194,7 +190,7 @@ class _Synthesis:
             stop = min(start + pairs_per_call, slices - 1)
             low, high = max(0, start - context), min(slices, stop + 1 + context)
             stack = self._tensor(self.source[low:high])[None]
-            with self._autocast():
+            with autocast_to(self.model.device, self.model.precision):
                 new, _, _ = interpolate_axial(sint, stack, first_pair=start - low, pair_count=stop - start)
             result[start * per_pair : stop * per_pair] = new[0].float().cpu().numpy()
             self._step((stop - start) * height * width, "axial view (SInt-A)")
@@ -220,7 +216,7 @@ class _Synthesis:
                 chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)
             else:  # images fix an index of W: (w, 1, H, S)
                 chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)
-            with self._autocast():
+            with autocast_to(self.model.device, self.model.precision):
                 out = pint(chunk[:, None].contiguous())  # strided images slow the first convolution down
             out = out[:, 0][..., new_index].float().cpu().numpy()
             # (images, in-plane, n_new) → the z-first block of this chunk

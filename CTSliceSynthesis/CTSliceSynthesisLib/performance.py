@@ -65,6 +65,11 @@ def resolve_precision(requested: str, device: torch.device) -> Optional[torch.dt
     return None
 
 
+def autocast_to(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``, or a disabled autocast for ``None`` (float32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def precision_name(dtype: Optional[torch.dtype]) -> str:
     """``fp32``, ``bf16`` or ``fp16`` for an autocast dtype from :func:`resolve_precision`."""
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -34,7 +34,6 @@ ENGINE_ROOT = REPO_ROOT / "CTSliceSynthesis"
 sys.path.insert(0, str(ENGINE_ROOT))
 sys.path.insert(0, str(HERE))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from CTSliceSynthesisLib.inference import synthesize_volume  # noqa: E402
@@ -42,7 +41,7 @@ from CTSliceSynthesisLib.model_store import create_model, load_model, save_model
 from CTSliceSynthesisLib.performance import cpu_has_native_bf16  # noqa: E402
 from phantom import phantom_volume, write_phantom  # noqa: E402
 from quality import quality_rows  # noqa: E402
-from throughput import engine_flops, reference_throughput  # noqa: E402
+from throughput import engine_flops, reference_throughput, synchronize  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "ct"
 GIB = 1024.0**3
@@ -147,7 +146,7 @@ def throughput_rows(device: str, slices: int = 100, scale: int = 2) -> List[Dict
         synthesize_volume(volume[:64, :64, :8], scale, model)  # warm-up: kernels and the cubic matrices
         started = time.perf_counter()
         synthesize_volume(volume, scale, model)
-        _synchronize(model.device)
+        synchronize(model.device)
         seconds = time.perf_counter() - started
         flops = engine_flops(model, slices)
         reference = reference_throughput(model, slices, cpu_has_native_bf16() or model.device.type == "cuda")
@@ -167,11 +166,6 @@ def throughput_rows(device: str, slices: int = 100, scale: int = 2) -> List[Dict
             "efficiency_vs_wide": round(flops.total / seconds / wide, 3),
         })
     return rows
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_rows(device: str, paper_steps: int, lite_steps: int) -> List[Dict[str, object]]:

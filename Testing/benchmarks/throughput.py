@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from CTSliceSynthesisLib.model_store import SynthesisModel
+from CTSliceSynthesisLib.performance import autocast_to
 from CTSliceSynthesisLib.views import interpolate_axial
 
 SINT_PAIRS_PER_CALL = 8
@@ -33,11 +34,6 @@ class EngineFlops:
     def total(self) -> float:
         """All network FLOPs."""
         return self.sint + self.pint
-
-
-def _autocast(model: SynthesisModel) -> torch.autocast:
-    dtype = model.precision
-    return torch.autocast(model.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def count_flops(function) -> float:
@@ -74,21 +70,21 @@ def conv_stack_throughput(
     stack = stack.to(memory_format=torch.channels_last)
     x = torch.rand(batch, channels, height, width, device=device).contiguous(memory_format=torch.channels_last)
     flops = 2.0 * 9 * channels * channels * height * width * batch * depth
-    autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast_to(device, dtype):
         for _ in range(2):
             stack(x)
-        _synchronize(device)
+        synchronize(device)
         runs, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             stack(x)
             runs += 1
-        _synchronize(device)
+        synchronize(device)
         elapsed = time.perf_counter() - started
     return flops * runs / elapsed
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
