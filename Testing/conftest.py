@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,12 @@ def fixed_seed() -> int:
     np.random.seed(SEED)
     torch.manual_seed(SEED)
     return SEED
+
+
+@lru_cache(maxsize=None)
+def untrained_lite(scale: int):
+    """An untrained lite model for ``scale`` (seeded by ``scale``), built once and shared read-only."""
+    from CTSliceSynthesisLib.model_store import create_model
+
+    torch.manual_seed(scale)
+    return create_model("lite", scale)

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Tuple
 
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from CTSliceSynthesisLib import cli
 from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
 from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.model_store import SynthesisModel, create_model, save_model
+from CTSliceSynthesisLib.model_store import save_model
 from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti
+from conftest import untrained_lite
 
 SPACINGS = {0: (3.0, 0.7, 0.7), 1: (0.7, 2.5, 0.75), 2: (0.75, 0.7, 2.0)}
 IN_PLANE = (19, 22)  # odd and not multiples of 8: SInt pads and crops
@@ -70,18 +70,8 @@ def directions_of(affine: np.ndarray) -> np.ndarray:
     return matrix / np.linalg.norm(matrix, axis=0)
 
 
-_MODELS: Dict[int, SynthesisModel] = {}
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lite(scale: int) -> SynthesisModel:
-    """A random-init lite model per scale, shared by the tests of this module."""
-    if scale not in _MODELS:
-        torch.manual_seed(scale)
-        _MODELS[scale] = create_model("lite", scale)
-    return _MODELS[scale]
+lite = untrained_lite
 
 
 def write_input(path: Path, thick: int, kind: str) -> Path:

@@ -23,29 +23,19 @@ from typing import Dict, Tuple
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from CTSliceSynthesisLib import cli
 from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, upsampled_length, voxel_spacing
 from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.model_store import SynthesisModel, create_model, save_model
+from CTSliceSynthesisLib.model_store import save_model
 from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti
+from conftest import untrained_lite
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-_MODELS: Dict[int, SynthesisModel] = {}
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lite(scale: int) -> SynthesisModel:
-    """An untrained lite model for ``scale``, built once."""
-    if scale not in _MODELS:
-        torch.manual_seed(scale)
-        _MODELS[scale] = create_model("lite", scale)
-    return _MODELS[scale]
+lite = untrained_lite
 
 
 @pytest.fixture(scope="module")

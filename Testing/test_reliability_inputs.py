@@ -205,13 +205,18 @@ def _(work: Path, assets: Assets) -> Case:
     return image_case(work, assets, source, "RGB or vector")
 
 
-@CASES.case("vector_volume", in_process=True)
-def _(work: Path, assets: Assets) -> Case:
-    image = nib.Nifti1Image(np.zeros((24, 20, 5, 1, 3), np.float32), np.diag([*SPACING, 1.0]))
-    image.header.set_intent("vector")
+def intent_case(work: Path, assets: Assets, data: np.ndarray, intent: str, expected: str) -> Case:
+    """A NIfTI of ``data`` whose header declares ``intent``, expected to be refused with ``expected``."""
+    image = nib.Nifti1Image(data, np.diag([*SPACING, 1.0]))
+    image.header.set_intent(intent)
     source = work / "in.nii.gz"
     nib.save(image, str(source))
-    return image_case(work, assets, source, "RGB or vector")
+    return image_case(work, assets, source, expected)
+
+
+@CASES.case("vector_volume", in_process=True)
+def _(work: Path, assets: Assets) -> Case:
+    return intent_case(work, assets, np.zeros((24, 20, 5, 1, 3), np.float32), "vector", "RGB or vector")
 
 
 @pytest.mark.parametrize("name", ["rgb_volume", "vector_volume"])
@@ -241,11 +246,7 @@ def _(work: Path, assets: Assets) -> Case:
 
 @CASES.case("label_map_intent", in_process=True)
 def _(work: Path, assets: Assets) -> Case:
-    image = nib.Nifti1Image(ct_volume(SHAPE), np.diag([*SPACING, 1.0]))
-    image.header.set_intent("label")
-    source = work / "in.nii.gz"
-    nib.save(image, str(source))
-    return image_case(work, assets, source, "looks like a segmentation")
+    return intent_case(work, assets, ct_volume(SHAPE), "label", "looks like a segmentation")
 
 
 @pytest.mark.parametrize("name", ["label_map_values", "label_map_intent"])
