@@ -31,8 +31,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CTSliceSynthesisLib.errors import InputError
-from CTSliceSynthesisLib.geometry import voxel_spacing
+from CTSliceSynthesisLib.core.errors import InputError
+from CTSliceSynthesisLib.core.geometry import voxel_spacing
 from CTSliceSynthesisLib.slicer_support import dependencies, ijk_geometry, layout, naming
 from CTSliceSynthesisLib.slicer_support.process_protocol import DEVICES, SynthesisRequest, build_command, one_line
 from CTSliceSynthesisLib.slicer_support.process_runner import Outcome, SynthesisProcess, python_slicer_executable
@@ -704,7 +704,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         if torchNeeded or packages:
             self.skipTest("torch or the engine's Python packages are not installed")
         self.delayDisplay("Synthesis in a background process")
-        from CTSliceSynthesisLib.model_store import create_model, save_model
+        from CTSliceSynthesisLib.inference.model_store import create_model, save_model
 
         workDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
         try:

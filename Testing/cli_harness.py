@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from CTSliceSynthesisLib import model_store
+from CTSliceSynthesisLib.inference import model_store
 
 ENGINE_ROOT = Path(__file__).resolve().parents[1] / "CTSliceSynthesis"
 REPO_ROOT = ENGINE_ROOT.parent

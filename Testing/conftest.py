@@ -43,7 +43,7 @@ def fixed_seed() -> int:
 @lru_cache(maxsize=None)
 def untrained_lite(scale: int):
     """An untrained lite model for ``scale`` (seeded by ``scale``), built once and shared read-only."""
-    from CTSliceSynthesisLib.model_store import create_model
+    from CTSliceSynthesisLib.inference.model_store import create_model
 
     torch.manual_seed(scale)
     return create_model("lite", scale)

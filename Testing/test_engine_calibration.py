@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CTSliceSynthesisLib.calibration import calibrate_fusion, describe, fit_weights
-from CTSliceSynthesisLib.fusion import CANDIDATES, FusionWeights
-from CTSliceSynthesisLib.model_store import create_model
+from CTSliceSynthesisLib.inference.calibration import calibrate_fusion, describe, fit_weights
+from CTSliceSynthesisLib.inference.fusion import CANDIDATES, FusionWeights
+from CTSliceSynthesisLib.inference.model_store import create_model
 
 
 def test_fit_by_hand() -> None:
@@ -51,7 +51,7 @@ def test_synthesize_command_with_calibrated_fusion(tmp_path, capsys) -> None:
     import nibabel as nib
 
     from CTSliceSynthesisLib import cli
-    from CTSliceSynthesisLib.model_store import save_model
+    from CTSliceSynthesisLib.inference.model_store import save_model
 
     rng = np.random.default_rng(5)
     data = (rng.normal(0, 200, size=(24, 24, 13)) - 300).astype(np.int16)

@@ -41,7 +41,7 @@ from cli_harness import (
     run_cli,
     synth_args,
 )
-from CTSliceSynthesisLib.checkpoint import save_checkpoint
+from CTSliceSynthesisLib.io.checkpoint import save_checkpoint
 
 CASES = CaseRegistry()
 

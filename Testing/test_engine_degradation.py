@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CTSliceSynthesisLib.baselines import cubic_bspline_coefficients, upsample_cubic, upsample_linear
-from CTSliceSynthesisLib.degradation import (
+from CTSliceSynthesisLib.core.interpolation import cubic_bspline_coefficients, upsample_cubic, upsample_linear
+from CTSliceSynthesisLib.core.degradation import (
     blur_along,
     blur_noise_sampling,
     direct_sampling,

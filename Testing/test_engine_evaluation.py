@@ -11,19 +11,20 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from CTSliceSynthesisLib import cli, metrics
-from CTSliceSynthesisLib.baselines import (
+from CTSliceSynthesisLib import cli
+from CTSliceSynthesisLib.evaluation import metrics
+from CTSliceSynthesisLib.core.interpolation import (
     lanczos3_weights,
     mirror_index,
     upsample_lanczos3,
     upsample_nearest,
 )
-from CTSliceSynthesisLib.errors import InputError
-from CTSliceSynthesisLib.evaluation import ABLATIONS, BASELINES, METRICS, evaluate_volume, simulate_thick
-from CTSliceSynthesisLib.evaluation_figures import ReformatCrops, save_evaluation_figure
-from CTSliceSynthesisLib.evaluation_report import anatomical_plane, markdown_report, summarise, write_report
-from CTSliceSynthesisLib.intensity import hu_to_unit
-from CTSliceSynthesisLib.model_store import create_model, save_model
+from CTSliceSynthesisLib.core.errors import InputError
+from CTSliceSynthesisLib.core.intensity import hu_to_unit
+from CTSliceSynthesisLib.evaluation.figures import ReformatCrops, save_evaluation_figure
+from CTSliceSynthesisLib.evaluation.report import anatomical_plane, markdown_report, summarise, write_report
+from CTSliceSynthesisLib.evaluation.scoring import ABLATIONS, BASELINES, METRICS, evaluate_volume, simulate_thick
+from CTSliceSynthesisLib.inference.model_store import create_model, save_model
 
 SHAPE = (40, 48, 17)
 SPACING = (0.8, 0.8, 1.5)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from CTSliceSynthesisLib.errors import InputError, SynthesisCancelled
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.intensity import hu_to_unit, unit_to_hu
-from CTSliceSynthesisLib.model_store import create_model
-from CTSliceSynthesisLib.views import insert_slices, interpolate_axial, interpolate_coronal, interpolate_sagittal
+from CTSliceSynthesisLib.core.errors import InputError, SynthesisCancelled
+from CTSliceSynthesisLib.core.intensity import hu_to_unit, unit_to_hu
+from CTSliceSynthesisLib.inference.model_store import create_model
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
+from CTSliceSynthesisLib.nets.views import insert_slices, interpolate_axial, interpolate_coronal, interpolate_sagittal
 
 
 def trained_like(scale: int):
@@ -122,9 +122,9 @@ def test_model_for_another_scale_is_refused() -> None:
 
 def test_view_subsets_average_the_chosen_views() -> None:
     """The full fusion is the mean of the three single-view syntheses; bad subsets are refused."""
-    from CTSliceSynthesisLib.errors import InputError
-    from CTSliceSynthesisLib.inference import synthesize_volume
-    from CTSliceSynthesisLib.model_store import create_model
+    from CTSliceSynthesisLib.core.errors import InputError
+    from CTSliceSynthesisLib.inference.model_store import create_model
+    from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
 
     torch.manual_seed(0)
     model = create_model("lite", 2)
@@ -147,11 +147,11 @@ def test_view_subsets_average_the_chosen_views() -> None:
 def test_fusion_weights_mix_views_and_classical_interpolation() -> None:
     """Weights over views, linear and cubic give the same weighted sum of the single-candidate results, on the
     streaming path and on the disagreement path; invalid weights are refused."""
-    from CTSliceSynthesisLib.baselines import upsample_cubic, upsample_linear
-    from CTSliceSynthesisLib.errors import InputError
-    from CTSliceSynthesisLib.fusion import FusionWeights
-    from CTSliceSynthesisLib.inference import synthesize_volume
-    from CTSliceSynthesisLib.model_store import create_model
+    from CTSliceSynthesisLib.core.errors import InputError
+    from CTSliceSynthesisLib.core.interpolation import upsample_cubic, upsample_linear
+    from CTSliceSynthesisLib.inference.fusion import FusionWeights
+    from CTSliceSynthesisLib.inference.model_store import create_model
+    from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
 
     torch.manual_seed(1)
     model = create_model("lite", 3)

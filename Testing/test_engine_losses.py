@@ -13,11 +13,11 @@ import pytest
 import pywt
 import torch
 
-from CTSliceSynthesisLib.config import model_config
-from CTSliceSynthesisLib.losses import WaveletDetailLoss, pixel_loss, truncated_consistency
+from CTSliceSynthesisLib.core.config import model_config
 from CTSliceSynthesisLib.nets import MemoryBank, SynthesisNetworks
-from CTSliceSynthesisLib.objective import LossConfig, TrainingObjective
-from CTSliceSynthesisLib.views import (
+from CTSliceSynthesisLib.training.losses import WaveletDetailLoss, pixel_loss, truncated_consistency
+from CTSliceSynthesisLib.training.objective import LossConfig, TrainingObjective
+from CTSliceSynthesisLib.nets.views import (
     insert_slices,
     interpolate_axial,
     interpolate_coronal,

@@ -9,7 +9,7 @@ from typing import List, Sequence, Tuple
 import pytest
 import torch
 
-from CTSliceSynthesisLib.config import model_config
+from CTSliceSynthesisLib.core.config import model_config
 from CTSliceSynthesisLib.nets import MemoryBank, SliceInterpolator
 
 Matrix = List[List[float]]

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from CTSliceSynthesisLib.config import model_config
-from CTSliceSynthesisLib.geometry import upsampled_length
+from CTSliceSynthesisLib.core.config import model_config
+from CTSliceSynthesisLib.core.geometry import upsampled_length
 from CTSliceSynthesisLib.nets import PixelInterpolator, SliceInterpolator
 from CTSliceSynthesisLib.nets.pint import ChannelSpatialAttention, LayerAttention
-from CTSliceSynthesisLib.views import (
+from CTSliceSynthesisLib.nets.views import (
     coronal_images,
     from_coronal,
     from_sagittal,
@@ -356,11 +356,11 @@ def test_linear_residual_nets_start_as_linear_interpolation(scale: int) -> None:
 def test_lite_nets_start_as_cubic_interpolation(scale: int) -> None:
     """The lite preset corrects cubic B-spline interpolation: untrained, every view equals the z-only cubic
     baseline, and whole-volume synthesis (chunked, with cubic context) matches ``upsample_cubic`` to 0.02 HU."""
-    from CTSliceSynthesisLib.baselines import upsample_cubic
-    from CTSliceSynthesisLib.inference import synthesize_volume
-    from CTSliceSynthesisLib.model_store import SynthesisModel
+    from CTSliceSynthesisLib.core.interpolation import upsample_cubic
+    from CTSliceSynthesisLib.inference.model_store import SynthesisModel
+    from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
     from CTSliceSynthesisLib.nets import SynthesisNetworks
-    from CTSliceSynthesisLib.views import interpolate_axial, interpolate_coronal, new_positions
+    from CTSliceSynthesisLib.nets.views import interpolate_axial, interpolate_coronal, new_positions
 
     config = model_config("lite", scale)
     assert config.residual and config.base == "cubic" and model_config("paper", scale).base == "linear"

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from CTSliceSynthesisLib import cli
-from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.model_store import save_model
-from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti
+from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, voxel_spacing
+from CTSliceSynthesisLib.inference.model_store import save_model
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
+from CTSliceSynthesisLib.io.nifti import read_nifti, write_nifti
 from conftest import untrained_lite
 
 SPACINGS = {0: (3.0, 0.7, 0.7), 1: (0.7, 2.5, 0.75), 2: (0.75, 0.7, 2.0)}

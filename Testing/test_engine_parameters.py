@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from CTSliceSynthesisLib.config import model_config
+from CTSliceSynthesisLib.core.config import model_config
 from CTSliceSynthesisLib.nets import SynthesisNetworks
 
 SCALES = (2, 3, 4)

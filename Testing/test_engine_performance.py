@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from CTSliceSynthesisLib import performance
-from CTSliceSynthesisLib.baselines import upsample_cubic
-from CTSliceSynthesisLib.errors import CheckpointError
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.model_store import create_model
-from CTSliceSynthesisLib.performance import precision_name, resolve_precision, use_channels_last
+from CTSliceSynthesisLib.core.errors import CheckpointError
+from CTSliceSynthesisLib.core.interpolation import upsample_cubic
+from CTSliceSynthesisLib.inference import precision as performance
+from CTSliceSynthesisLib.inference.model_store import create_model
+from CTSliceSynthesisLib.inference.precision import precision_name, resolve_precision, use_channels_last
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
 
 from test_engine_inference import ct_like, trained_like
 

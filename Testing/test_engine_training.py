@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from CTSliceSynthesisLib.checkpoint import load_checkpoint
-from CTSliceSynthesisLib.data import TrainingVolume
-from CTSliceSynthesisLib.trainer import Trainer, TrainConfig
+from CTSliceSynthesisLib.io.checkpoint import load_checkpoint
+from CTSliceSynthesisLib.training.data import TrainingVolume
+from CTSliceSynthesisLib.training.trainer import Trainer, TrainConfig
 
 ENGINE_ROOT = Path(__file__).resolve().parents[1] / "CTSliceSynthesis"
 REPO_ROOT = ENGINE_ROOT.parent
@@ -129,8 +129,8 @@ DDP_SCRIPT = textwrap.dedent(
     """
     import sys, torch, numpy as np
     sys.path.insert(0, sys.argv[1])
-    from CTSliceSynthesisLib.trainer import Trainer, TrainConfig, init_distributed
-    from CTSliceSynthesisLib.data import TrainingVolume
+    from CTSliceSynthesisLib.training.data import TrainingVolume
+    from CTSliceSynthesisLib.training.trainer import Trainer, TrainConfig, init_distributed
     torch.set_num_threads(1)
     context = init_distributed(torch.device("cpu"))
     rng = np.random.default_rng(0)
@@ -164,7 +164,7 @@ def test_ddp_two_cpu_processes_keep_parameters_identical(tmp_path: Path) -> None
 
 def test_thicken_slices_is_the_running_mean_of_consecutive_slices() -> None:
     """Width 2 on slices 0, 1, 4 gives 0.5 and 2.5; width 1 is the identity."""
-    from CTSliceSynthesisLib.data import thicken_slices
+    from CTSliceSynthesisLib.training.data import thicken_slices
 
     stack = np.array([0.0, 1.0, 4.0], dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
     np.testing.assert_allclose(thicken_slices(stack, 2)[:, 0, 0], [0.5, 2.5])
@@ -175,7 +175,7 @@ def test_thicken_slices_is_the_running_mean_of_consecutive_slices() -> None:
 def test_profile_augmentation_draws_every_width_and_keeps_the_window() -> None:
     """With ``max_profile_width`` 3 the sampler returns windows of the requested length, some of them thickened
     (a linear ramp along z stays a ramp, shifted by (w − 1)/2): both whole and half offsets occur."""
-    from CTSliceSynthesisLib.data import TrainingVolume, WindowSampler
+    from CTSliceSynthesisLib.training.data import TrainingVolume, WindowSampler
 
     ramp = np.broadcast_to(np.arange(40, dtype=np.float32)[:, None, None] * 10.0, (40, 16, 16)).copy()
     sampler = WindowSampler(

@@ -42,11 +42,11 @@ from cli_harness import (
     synth_args,
     wait_for,
 )
-from CTSliceSynthesisLib import model_store
-from CTSliceSynthesisLib.checkpoint import load_checkpoint
-from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti
+from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, voxel_spacing
+from CTSliceSynthesisLib.inference import model_store
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
+from CTSliceSynthesisLib.io.checkpoint import load_checkpoint
+from CTSliceSynthesisLib.io.nifti import read_nifti, write_nifti
 from CTSliceSynthesisLib.slicer_support import batch_args, process_protocol
 from CTSliceSynthesisLib.slicer_support.batch_runner import run_batch
 from CTSliceSynthesisLib.slicer_support.process_runner import SynthesisProcess

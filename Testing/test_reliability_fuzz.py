@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from CTSliceSynthesisLib import cli
-from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, upsampled_length, voxel_spacing
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.model_store import save_model
-from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti
+from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, upsampled_length, voxel_spacing
+from CTSliceSynthesisLib.inference.model_store import save_model
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
+from CTSliceSynthesisLib.io.nifti import read_nifti, write_nifti
 from conftest import untrained_lite
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

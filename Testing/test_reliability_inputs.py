@@ -55,8 +55,9 @@ from cli_harness import (
     unlock_folders,
     volume_case,
 )
-from CTSliceSynthesisLib import input_checks, model_store
-from CTSliceSynthesisLib.errors import CheckpointError, InputError
+from CTSliceSynthesisLib.core.errors import CheckpointError, InputError
+from CTSliceSynthesisLib.inference import model_store
+from CTSliceSynthesisLib.io import checks as input_checks
 from CTSliceSynthesisLib.slicer_support import ijk_geometry
 from CTSliceSynthesisLib.slicer_support.process_protocol import SynthesisRequest
 
@@ -693,7 +694,7 @@ def test_case17_manifest_sha256_mismatch(tmp_path: Path, assets: Assets, capsys,
 
 def test_case17_matching_manifest_is_used(tmp_path: Path, assets: Assets, capsys, monkeypatch) -> None:
     """Control: the same folder with the right hash is the bundled model."""
-    from CTSliceSynthesisLib.checkpoint import sha256_of_file
+    from CTSliceSynthesisLib.io.checkpoint import sha256_of_file
 
     folder = models_folder(tmp_path / "Models", assets.lite2, sha256_of_file(assets.lite2))
     monkeypatch.setenv(model_store.MODELS_DIR_ENV, str(folder))
@@ -847,7 +848,7 @@ def test_case20_file_size_limit_while_writing(tmp_path: Path, assets: Assets) ->
 
 def test_case20_disk_full_while_writing(tmp_path: Path, assets: Assets, capsys, monkeypatch) -> None:
     """ENOSPC after part of the file is written: the partial temporary is removed."""
-    import CTSliceSynthesisLib.nifti_io as nifti_io
+    import CTSliceSynthesisLib.io.nifti as nifti_io
 
     real_save = nifti_io.nib.save
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from CTSliceSynthesisLib.errors import InputError
+from CTSliceSynthesisLib.core.errors import InputError
 from CTSliceSynthesisLib.slicer_support.ijk_geometry import (
     AXIS_NAMES,
     nonlinear_transform_warning,

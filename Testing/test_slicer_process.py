@@ -210,7 +210,7 @@ def test_cancel_kills_a_child_that_ignores_sigterm() -> None:
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained lite ×2 model saved as a checkpoint (the bundled weights may not exist yet)."""
     pytest.importorskip("torch")
-    from CTSliceSynthesisLib.model_store import create_model, save_model
+    from CTSliceSynthesisLib.inference.model_store import create_model, save_model
 
     path = tmp_path_factory.mktemp("models") / "lite_x2.pt"
     save_model(create_model("lite", 2), path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "CTSliceSynthesis"))
 
-from CTSliceSynthesisLib.checkpoint import load_checkpoint, save_checkpoint, sha256_of_file  # noqa: E402
+from CTSliceSynthesisLib.io.checkpoint import load_checkpoint, save_checkpoint, sha256_of_file  # noqa: E402
 
 MODELS = Path(__file__).resolve().parent.parent / "Resources" / "Models"
 

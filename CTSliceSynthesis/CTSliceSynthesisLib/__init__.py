@@ -1,15 +1,22 @@
 """CTSliceSynthesis engine: thick-to-thin slice CT synthesis in PyTorch, importable without 3D Slicer.
 
 The method is "Incremental Cross-View Mutual Distillation for Self-Supervised Medical CT Synthesis"
-(Fang et al., CVPR 2022). Where to look:
+(Fang et al., CVPR 2022). The packages, in import order (each imports only from itself and those above it):
 
-- ``nets/``: the interpolators (SInt-A with its memory bank, PInt) and their building blocks;
-- ``losses.py`` and ``objective.py``: the loss terms and the full training objective;
-- ``trainer.py`` and ``data.py``: self-supervised training, fine-tuning and DDP;
-- ``inference.py``: whole-volume synthesis with eq. 7 fusion;
-- ``model_store.py`` and ``checkpoint.py``: bundled weights, checkpoints;
-- ``nifti_io.py`` and ``geometry.py``: files and voxel geometry;
-- ``cli.py``: the ``ct-slice-synthesis`` command.
+- ``core``: settings and presets, errors, voxel geometry, HU scaling, the classical z-only interpolations and the
+  thick-slice simulation; numpy and the standard library only (no torch);
+- ``nets``: the interpolators (SInt-A with its memory bank, PInt), their building blocks, the cubic base and the
+  views (volumes ↔ the 2-D images each network sees);
+- ``io``: NIfTI files, atomic writes, checkpoints, input checks (volume, label maps, memory), the sample CT;
+- ``training``: data sampling, loss terms, the objective, the trainer (checkpoints, resume, DDP) and adaptation
+  to one scan;
+- ``inference``: whole-volume synthesis, the fusion of the views and its per-volume calibration, models ready for
+  inference (bundled weights, devices, precision) and the file-to-file pipeline;
+- ``evaluation``: metrics, scoring against thin-slice truth, reports and figures;
+- ``cli``: the ``ct-slice-synthesis`` command (``synthesize``, ``train``, ``evaluate``, ``demo``).
+
+``slicer_support`` holds the 3D Slicer module's decisions as plain functions; it imports only ``core``, so it
+works without torch. Every module may import ``__version__`` from here; this file imports nothing.
 """
 
 __version__ = "0.1.0"

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict
 # CTSliceSynthesisLib sits next to this script's folder, in the source tree and once installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from CTSliceSynthesisLib.errors import CTSliceSynthesisError, SynthesisCancelled  # noqa: E402
+from CTSliceSynthesisLib.core.errors import CTSliceSynthesisError, SynthesisCancelled  # noqa: E402
 from CTSliceSynthesisLib.slicer_support import process_protocol as protocol  # noqa: E402
 from CTSliceSynthesisLib.slicer_support.dependencies import import_failure_message  # noqa: E402
 
@@ -43,13 +43,13 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     try:
         import numpy as np
 
-        from CTSliceSynthesisLib.adaptation import adapt_to_volume
-        from CTSliceSynthesisLib.atomic import write_atomically
-        from CTSliceSynthesisLib.geometry import thick_axis, upsampled_affine, voxel_spacing
-        from CTSliceSynthesisLib.inference import check_volume, synthesize_volume
-        from CTSliceSynthesisLib.input_checks import intensity_warning, refuse_label_map
-        from CTSliceSynthesisLib.model_store import load_model
-        from CTSliceSynthesisLib.nifti_io import is_nifti_path, read_nifti, write_nifti
+        from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, voxel_spacing
+        from CTSliceSynthesisLib.inference.model_store import load_model
+        from CTSliceSynthesisLib.inference.synthesis import check_volume, synthesize_volume
+        from CTSliceSynthesisLib.io.atomic import write_atomically
+        from CTSliceSynthesisLib.io.checks import intensity_warning, refuse_label_map
+        from CTSliceSynthesisLib.io.nifti import is_nifti_path, read_nifti, write_nifti
+        from CTSliceSynthesisLib.training.adaptation import adapt_to_volume
     except (ImportError, OSError) as error:
         raise CTSliceSynthesisError(import_failure_message(error)) from None
 

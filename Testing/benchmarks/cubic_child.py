@@ -13,9 +13,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTSliceSynthesis"))
 
-from CTSliceSynthesisLib.baselines import upsample_cubic  # noqa: E402
-from CTSliceSynthesisLib.geometry import upsampled_affine  # noqa: E402
-from CTSliceSynthesisLib.nifti_io import read_nifti, write_nifti  # noqa: E402
+from CTSliceSynthesisLib.core.geometry import upsampled_affine  # noqa: E402
+from CTSliceSynthesisLib.core.interpolation import upsample_cubic  # noqa: E402
+from CTSliceSynthesisLib.io.nifti import read_nifti, write_nifti  # noqa: E402
 
 
 def main(input_path: str, output_path: str, scale: str) -> None:

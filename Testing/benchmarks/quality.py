@@ -8,12 +8,12 @@ from typing import Dict, List
 
 import numpy as np
 
-from CTSliceSynthesisLib.degradation import direct_sampling, trim_to_multiple
-from CTSliceSynthesisLib.evaluation_cli import spacing_and_axis
-from CTSliceSynthesisLib.inference import synthesize_volume
-from CTSliceSynthesisLib.metrics import psnr
-from CTSliceSynthesisLib.model_store import load_model
-from CTSliceSynthesisLib.nifti_io import read_nifti
+from CTSliceSynthesisLib.cli.evaluate import spacing_and_axis
+from CTSliceSynthesisLib.core.degradation import direct_sampling, trim_to_multiple
+from CTSliceSynthesisLib.evaluation.metrics import psnr
+from CTSliceSynthesisLib.inference.model_store import load_model
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
+from CTSliceSynthesisLib.io.nifti import read_nifti
 
 EVALUATION_VOLUMES = ("head_invesalius_1p5mm", "thorax_cta_crop_1p5mm", "chest_lungfcp_1p0mm")
 TOLERANCE_DB = 0.05

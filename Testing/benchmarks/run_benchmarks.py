@@ -36,9 +36,9 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 
-from CTSliceSynthesisLib.inference import synthesize_volume  # noqa: E402
-from CTSliceSynthesisLib.model_store import create_model, load_model, save_model  # noqa: E402
-from CTSliceSynthesisLib.performance import cpu_has_native_bf16  # noqa: E402
+from CTSliceSynthesisLib.inference.model_store import create_model, load_model, save_model  # noqa: E402
+from CTSliceSynthesisLib.inference.precision import cpu_has_native_bf16  # noqa: E402
+from CTSliceSynthesisLib.inference.synthesis import synthesize_volume  # noqa: E402
 from phantom import phantom_volume, write_phantom  # noqa: E402
 from quality import quality_rows  # noqa: E402
 from throughput import engine_flops, reference_throughput, synchronize  # noqa: E402

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from CTSliceSynthesisLib.model_store import SynthesisModel
-from CTSliceSynthesisLib.performance import autocast_to
-from CTSliceSynthesisLib.views import interpolate_axial
+from CTSliceSynthesisLib.inference.model_store import SynthesisModel
+from CTSliceSynthesisLib.inference.precision import autocast_to
+from CTSliceSynthesisLib.nets.views import interpolate_axial
 
 SINT_PAIRS_PER_CALL = 8
 PINT_IMAGES_PER_CALL = 5

@@ -15,8 +15,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTSliceSynthesis"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from CTSliceSynthesisLib.data import TrainingVolume  # noqa: E402
-from CTSliceSynthesisLib.trainer import Trainer, TrainConfig  # noqa: E402
+from CTSliceSynthesisLib.training.data import TrainingVolume  # noqa: E402
+from CTSliceSynthesisLib.training.trainer import Trainer, TrainConfig  # noqa: E402
 from phantom import phantom_volume  # noqa: E402
 
 

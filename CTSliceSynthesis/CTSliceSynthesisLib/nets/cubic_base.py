@@ -1,6 +1,6 @@
 """Cubic B-spline interpolation along one axis as a matrix product: the base the residual nets correct.
 
-The interpolating cubic B-spline (mirror boundaries, the classical baseline of ``baselines.upsample_cubic``) is
+The interpolating cubic B-spline (mirror boundaries, the classical baseline of ``core.interpolation.upsample_cubic``) is
 linear in the samples, so the values at the ``r − 1`` new positions after each sample are ``R x`` for a fixed
 matrix ``R`` per length and factor. The matrix is built once per ``(length, r)`` from the baseline itself.
 """
@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..baselines import upsample_cubic
+from ..core.interpolation import upsample_cubic
 
 
 @lru_cache(maxsize=64)
@@ -32,7 +32,7 @@ def cubic_between(
 
     ``samples (..., L, ...)`` with ``L ≥ 2`` along ``dim`` → ``(..., G·(r − 1), ...)``, new samples in order of
     position for the ``G = gaps`` gaps from ``first_gap`` on (default: all ``L − 1``), float32 (also under
-    autocast). Matches :func:`baselines.upsample_cubic` (mirror boundaries at both ends of ``dim``); the spline
+    autocast). Matches :func:`core.interpolation.upsample_cubic` (mirror boundaries at both ends of ``dim``); the spline
     always spans all ``L`` samples.
     """
     length = samples.shape[dim]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import PIntConfig
+from ..core.config import PIntConfig
 from .blocks import conv3x3, pixel_group
 from .cubic_base import cubic_between
 
@@ -128,7 +128,7 @@ class PixelInterpolator(nn.Module):
         super().__init__()
         self.residual = residual
         self.base_kind = base
-        # Layout of the activations; ``performance.use_channels_last`` switches it with the weights.
+        # Layout of the activations; ``inference.precision.use_channels_last`` switches it with the weights.
         self.memory_format = torch.contiguous_format
         self.register_buffer("fractions", torch.arange(1, scale, dtype=torch.float32) / scale, persistent=False)
         width, blocks, reduction = config.width, config.blocks_per_group, config.ca_reduction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ModelConfig
+from ..core.config import ModelConfig
 from .blocks import ResidualGroup
 from .pint import PixelInterpolator
 from .sint import SliceInterpolator

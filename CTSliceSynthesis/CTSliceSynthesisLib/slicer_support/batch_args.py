@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..config import SUPPORTED_SCALES
+from ..core.config import SUPPORTED_SCALES
 from .ijk_geometry import AXIS_CHOICES
 from .naming import output_file_name
 from .process_protocol import DEVICES

@@ -13,9 +13,9 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from ..config import SUPPORTED_SCALES
-from ..errors import InputError
-from ..geometry import is_isotropic, thick_axis, upsampled_affine, upsampled_length, voxel_spacing
+from ..core.config import SUPPORTED_SCALES
+from ..core.errors import InputError
+from ..core.geometry import is_isotropic, thick_axis, upsampled_affine, upsampled_length, voxel_spacing
 
 AXIS_NAMES = ("I", "J", "K")
 AXIS_CHOICES = ("auto",) + AXIS_NAMES

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ..config import SUPPORTED_SCALES
+from ..core.config import SUPPORTED_SCALES
 
 MARKER = "@CTSS"
 EXIT_OK = 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..core.errors import InputError, OutputError
 from .atomic import PathLike, write_atomically
-from .errors import InputError, OutputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 VECTOR_INTENTS = ("vector", "rgb vector", "rgba vector", "displacement vector")

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .config import PRESETS, SUPPORTED_SCALES
-from .errors import InputError
+from ..core.config import PRESETS, SUPPORTED_SCALES
+from ..core.errors import InputError
 
 # Command-line flag → TrainConfig field, for the settings given as plain values.
 TRAIN_FLAGS = {
@@ -79,10 +79,10 @@ def run_train(args: argparse.Namespace) -> int:
     """Set up (or resume) a run, train, and write checkpoints, loss history and final weights."""
     import torch
 
-    from .checkpoint import load_checkpoint
-    from .data import find_volumes, load_volume
-    from .model_store import networks_from_payload, resolve_device
-    from .trainer import TrainConfig, Trainer, init_distributed, resume_payload
+    from ..inference.model_store import networks_from_payload, resolve_device
+    from ..io.checkpoint import load_checkpoint
+    from ..training.data import find_volumes, load_volume
+    from ..training.trainer import TrainConfig, Trainer, init_distributed, resume_payload
 
     device = resolve_device(args.device)
     context = init_distributed(device)
@@ -135,9 +135,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _validation_hook(path: Path, trainer, scale: int):
     """A per-step callback printing PSNR on a thin-slice volume at each checkpoint step."""
-    from .evaluation import psnr_after_downsampling
-    from .geometry import thick_axis, voxel_spacing
-    from .nifti_io import read_nifti
+    from ..core.geometry import thick_axis, voxel_spacing
+    from ..evaluation.scoring import psnr_after_downsampling
+    from ..io.nifti import read_nifti
 
     volume = read_nifti(path)
     axis = thick_axis(voxel_spacing(volume.affine))

@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 SUPPORTED_SCALES = (2, 3, 4)
 RESIDUAL_BASES = ("linear", "cubic")
-# Arithmetic of the networks at inference (see ``performance.resolve_precision``).
+# Arithmetic of the networks at inference (see ``inference.precision.resolve_precision``).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_HELP = (
     "auto (default): bf16 convolutions where the hardware runs them natively (CPUs with AVX-512 BF16 or AMX, "

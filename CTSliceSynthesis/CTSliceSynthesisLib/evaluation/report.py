@@ -1,7 +1,7 @@
 """Evaluation reports: the Markdown tables, the JSON file and the summary of margins over classical methods.
 
 A report is a plain dict: ``volumes`` is a list of ``{"name", "shape", "spacing_mm", "axis", "planes",
-"evaluations"}`` where ``evaluations`` holds one :func:`evaluation.evaluate_volume` result per scale.
+"evaluations"}`` where ``evaluations`` holds one :func:`scoring.evaluate_volume` result per scale.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .atomic import write_atomically
-from .evaluation import OURS
+from ..io.atomic import write_atomically
+from .scoring import OURS
 
 COLUMNS = (
     ("psnr_all", "PSNR all (dB)", "{:.2f}"),

@@ -12,8 +12,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .nets import PixelInterpolator, SliceInterpolator
-from .nets.cubic_base import cubic_between
+from .cubic_base import cubic_between
+from .pint import PixelInterpolator
+from .sint import SliceInterpolator
 
 
 def new_positions(length: int, scale: int, device: Optional[torch.device] = None) -> torch.Tensor:

@@ -8,9 +8,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..core.errors import InputError
+from ..inference.model_store import SynthesisModel, _ready
 from .data import TrainingVolume, default_window
-from .errors import InputError
-from .model_store import SynthesisModel, _ready
 from .trainer import TrainConfig, Trainer
 
 ADAPT_LEARNING_RATE = 1e-5

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__
-from .config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
-from .errors import CheckpointError, InputError, OutputError
-from .degradation import DEGRADATIONS
+from .. import __version__
+from ..core.config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
+from ..core.degradation import DEGRADATIONS
+from ..core.errors import CheckpointError, InputError, OutputError
 
 if TYPE_CHECKING:
-    from .model_store import SynthesisModel
+    from ..inference.model_store import SynthesisModel
 
 PROGRAM = "ct-slice-synthesis"
 FIGURES_DIR = "figures"
@@ -46,9 +46,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Check every input, model and the output folder first, then evaluate volume by volume, rewriting the
     report after each; prints the Markdown report and returns 0."""
-    from .cli import parse_axis
-    from .evaluation_report import markdown_report, summarise, write_report
-    from .nifti_io import open_nifti
+    from ..evaluation.report import markdown_report, summarise, write_report
+    from ..io.nifti import open_nifti
+    from .main import parse_axis
 
     scales = sorted(set(args.scale))
     unsupported = [s for s in scales if s not in SUPPORTED_SCALES]
@@ -82,7 +82,7 @@ def say(text: str) -> None:
 def collect_inputs(entries: Sequence[Path]) -> List[Path]:
     """Files as given and the NIfTI files of folders (sorted); refuses empty folders and repeated file names
     (figures are named after them)."""
-    from .nifti_io import is_nifti_path
+    from ..io.nifti import is_nifti_path
 
     inputs: List[Path] = []
     for entry in entries:
@@ -120,7 +120,7 @@ def prepare_output_dir(directory: Path, figures: bool) -> None:
 
 def checkpoint_scale(path: Path) -> int:
     """The up-sampling factor a checkpoint was trained for, read from its model configuration."""
-    from .checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
 
     payload = load_checkpoint(path)
     try:
@@ -139,7 +139,7 @@ def models_by_scale(
 ) -> Dict[int, SynthesisModel]:
     """One model per scale: each checkpoint goes to the scale it was trained for; scales left without one get
     the bundled model if ``bundled`` (an error when there is none) and are skipped otherwise."""
-    from .model_store import load_model
+    from ..inference.model_store import load_model
 
     chosen: Dict[int, Path] = {}
     for path in checkpoints or []:
@@ -156,7 +156,7 @@ def models_by_scale(
 def spacing_and_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[np.ndarray, int]:
     """``(voxel spacing, thick axis)``: the axis given, else the one with the largest spacing (the last one on
     ties, so isotropic volumes are thinned along their slice axis). A degenerate affine is refused."""
-    from .geometry import thick_axis, voxel_spacing
+    from ..core.geometry import thick_axis, voxel_spacing
 
     spacing = voxel_spacing(affine)
     if not np.all(np.isfinite(affine)) or not np.all(spacing > 0):
@@ -173,10 +173,10 @@ def evaluate_file(
     args: argparse.Namespace,
 ) -> Dict[str, Any]:
     """Every scale of one volume: scores (and figures unless ``--no-figures``); returns its report entry."""
-    from .evaluation import evaluate_volume
-    from .evaluation_figures import ReformatCrops, save_evaluation_figure
-    from .evaluation_report import anatomical_plane
-    from .nifti_io import read_nifti
+    from ..evaluation.figures import ReformatCrops, save_evaluation_figure
+    from ..evaluation.report import anatomical_plane
+    from ..evaluation.scoring import evaluate_volume
+    from ..io.nifti import read_nifti
 
     volume = read_nifti(path)
     spacing, axis = spacing_and_axis(volume.affine, path.name, axis_choice)

@@ -1,14 +1,20 @@
-"""Evaluation figures: central reformat crops across the thick axis of truth, cubic and ours, their error maps
-and the cross-view disagreement, at physical aspect, one PNG per volume and scale."""
+"""Figures people look at, as PNG files, at physical aspect; matplotlib is imported only to draw one.
+
+- :func:`save_evaluation_figure` (``evaluate``): central reformat crops across the thick axis of truth, cubic and
+  ours, their error maps and the cross-view disagreement, one PNG per volume and scale (crops kept by
+  :class:`ReformatCrops`);
+- :func:`comparison_figure` (``demo``): thick input, cubic, ours, truth and the disagreement side by side.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 WINDOW_LEVEL, WINDOW_WIDTH = -300.0, 1500.0  # HU: wide enough for lung, soft tissue and bone together
+COMPARISON_WINDOW = (-160.0, 240.0)  # the demo's soft-tissue/brain-friendly display window in HU
 CROP_PIXELS = 128
 IMAGES = ("truth", "cubic", "ours")
 ERRORS = ("cubic", "ours")
@@ -17,7 +23,7 @@ ERROR_PERCENTILE = 99.5  # colour scale of error and disagreement maps: this per
 
 
 class ReformatCrops:
-    """An output sink for :func:`evaluation.evaluate_volume` that keeps, of the truth, cubic, ours and the
+    """An output sink for :func:`scoring.evaluate_volume` that keeps, of the truth, cubic, ours and the
     disagreement map, the central crops of the two reformats that contain the thick axis.
 
     A crop is ``CROP_PIXELS`` wide in-plane and covers the same physical length along the thick axis (all of it
@@ -69,11 +75,7 @@ def save_evaluation_figure(
     """One row per reformat (named by ``plane_names[fixed axis]``): truth, cubic and ours in the CT window, the
     absolute errors of cubic and ours on one shared HU scale, and the disagreement map if it was kept. Titles
     carry each method's PSNR (all slices and synthesized ones)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = crops.fixed_axes
     kept = crops.crops[rows[0]]
     images = [name for name in IMAGES if name in kept]
@@ -127,3 +129,53 @@ def _show(ax, image: np.ndarray, cmap: str, limits: Tuple[float, float], aspect:
     ax.set_xticks([])
     ax.set_yticks([])
     return shown
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _reformat(volume: np.ndarray, axis: int) -> np.ndarray:
+    """The central reformat that contains the thick axis, thick axis vertical (top = first slice)."""
+    data = np.moveaxis(volume, axis, 0)
+    return data[:, data.shape[1] // 2, :]
+
+
+def comparison_figure(
+    path: Path,
+    thick: np.ndarray,
+    outputs: Dict[str, np.ndarray],
+    truth: np.ndarray,
+    disagreement: Optional[np.ndarray],
+    scale: int,
+    axis: int,
+    spacing: Sequence[float],
+) -> None:
+    """Thick input, cubic, ours, truth and the disagreement map as one PNG, each at its physical aspect."""
+    plt = _pyplot()
+    low, high = COMPARISON_WINDOW
+    in_plane = [s for i, s in enumerate(spacing) if i != axis][1]
+    panels = [("thick input", _reformat(thick, axis), spacing[axis] * scale / in_plane)]
+    panels += [(name, _reformat(outputs[name], axis), spacing[axis] / in_plane) for name in ("cubic", "ours")]
+    panels.append(("truth", _reformat(truth, axis), spacing[axis] / in_plane))
+    figure, axes = plt.subplots(1, len(panels) + (disagreement is not None), figsize=(4 * (len(panels) + 1), 4.6))
+    for ax, (title, image, aspect) in zip(axes, panels):
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high, aspect=aspect, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    if disagreement is not None:
+        ax = axes[-1]
+        shown = ax.imshow(_reformat(disagreement, axis), cmap="magma", vmin=0, aspect=spacing[axis] / in_plane)
+        ax.set_title("cross-view disagreement (HU)")
+        ax.axis("off")
+        figure.colorbar(shown, ax=ax, fraction=0.046)
+    figure.suptitle(f"×{scale} through-plane synthesis, central reformat (window {low:.0f}…{high:.0f} HU)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 
 PACKAGE = "invesalius-examples"
 MEMBER = "usr/share/doc/invesalius-examples/examples/Cranium.inv3"

@@ -15,9 +15,9 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from .baselines import upsample_cubic, upsample_linear
+from ..core.intensity import HU_MAX, HU_MIN
+from ..core.interpolation import upsample_cubic, upsample_linear
 from .fusion import CANDIDATES, VIEWS, FusionWeights
-from .intensity import HU_MAX, HU_MIN
 from .model_store import SynthesisModel
 
 # Calibration works on a central in-plane crop of at most this size and on at most this many thinned slices:
@@ -70,7 +70,7 @@ def calibrate_fusion(
 
     Falls back to eq. 7 (equal views) when the volume has too few slices to hold any out (fewer than 2r + 1).
     """
-    from .inference import synthesize_volume  # inference imports fusion; keep this module's import light
+    from .synthesis import synthesize_volume  # inference imports fusion; keep this module's import light
 
     scale = model.scale
     usable = ((source.shape[0] - 1) // scale) * scale + 1

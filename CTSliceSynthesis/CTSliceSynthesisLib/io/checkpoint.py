@@ -11,9 +11,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from . import __version__
+from .. import __version__
+from ..core.errors import CheckpointError
 from .atomic import PathLike, write_atomically
-from .errors import CheckpointError
 
 CHECKPOINT_FORMAT = "ct-slice-synthesis-checkpoint/1"
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .intensity import hu_to_unit
+from ..core.intensity import hu_to_unit
 
 # pytorch-ssim's settings: an 11×11 Gaussian window with σ = 1.5 and the constants for a data range of 1.
 SSIM_WINDOW = 11

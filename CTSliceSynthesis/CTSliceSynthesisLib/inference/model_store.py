@@ -10,11 +10,11 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, sha256_of_file
-from .config import SUPPORTED_SCALES, ModelConfig, model_config
-from .errors import CheckpointError
-from .nets import SynthesisNetworks
-from .performance import precision_name, resolve_precision, tune_allocator, use_channels_last
+from ..core.config import SUPPORTED_SCALES, ModelConfig, model_config
+from ..core.errors import CheckpointError
+from ..io.checkpoint import load_checkpoint, save_checkpoint, sha256_of_file
+from ..nets import SynthesisNetworks
+from .precision import precision_name, resolve_precision, tune_allocator, use_channels_last
 
 MODELS_DIR_ENV = "CTSLICESYNTHESIS_MODELS_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -98,7 +98,7 @@ def load_model(
     """Load a checkpoint (or, with ``checkpoint=None``, the bundled weights for ``scale``) for inference.
 
     A checkpoint made for another factor, or another preset than ``preset`` when given, is refused.
-    ``precision`` is ``auto`` (bf16 where the hardware runs it natively, see ``performance.resolve_precision``),
+    ``precision`` is ``auto`` (bf16 where the hardware runs it natively, see ``precision.resolve_precision``),
     ``fp32``, ``bf16`` or ``fp16``.
     """
     if scale not in SUPPORTED_SCALES:
@@ -133,8 +133,8 @@ def save_model(model: SynthesisModel, path: os.PathLike, metadata: Optional[Dict
 def models_directories() -> List[Path]:
     """Where bundled weights are looked for, in order: ``$CTSLICESYNTHESIS_MODELS_DIR``, the installed module's
     ``Resources/Models``, the repository's top-level ``Resources/Models``."""
-    here = Path(__file__).resolve().parent
-    candidates = [here.parent / "Resources" / "Models", here.parent.parent / "Resources" / "Models"]
+    library = Path(__file__).resolve().parents[1]  # CTSliceSynthesisLib
+    candidates = [library.parent / "Resources" / "Models", library.parent.parent / "Resources" / "Models"]
     if os.environ.get(MODELS_DIR_ENV):
         candidates.insert(0, Path(os.environ[MODELS_DIR_ENV]))
     return candidates

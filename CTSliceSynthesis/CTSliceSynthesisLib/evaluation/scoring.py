@@ -8,13 +8,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .baselines import upsample_cubic, upsample_lanczos3, upsample_linear, upsample_nearest
-from .degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, trim_to_multiple
-from .errors import InputError
-from .inference import synthesize_volume
+from ..core.degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, trim_to_multiple
+from ..core.errors import InputError
+from ..core.interpolation import upsample_cubic, upsample_lanczos3, upsample_linear, upsample_nearest
+from ..inference.model_store import SynthesisModel
+from ..inference.synthesis import synthesize_volume
+from ..nets import SynthesisNetworks
 from .metrics import psnr, saint_psnr, ssim_views, synthesized_indices
-from .model_store import SynthesisModel
-from .nets import SynthesisNetworks
 
 BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "nearest": upsample_nearest,

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .config import PRECISIONS
+from ..core.config import PRECISIONS
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

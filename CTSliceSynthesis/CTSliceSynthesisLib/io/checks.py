@@ -11,8 +11,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import upsampled_length
+from ..core.errors import InputError
+from ..core.geometry import upsampled_length
 
 # An integer volume with no negative value, a maximum of at most LABEL_MAX_VALUE and between 2 and
 # LABEL_MAX_DISTINCT distinct values is a label map (segmentation), not a CT image: CT in HU has air at −1000 and

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__
-from .config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
-from .errors import CTSliceSynthesisError, InputError, OutputError, SynthesisCancelled
+from .. import __version__
+from ..core.config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
+from ..core.errors import CTSliceSynthesisError, InputError, OutputError, SynthesisCancelled
 
 if TYPE_CHECKING:
     import nibabel
@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from .demo import add_demo_arguments
-    from .evaluation_cli import add_evaluate_arguments
-    from .train_cli import add_train_arguments
+    from .evaluate import add_evaluate_arguments
+    from .train import add_train_arguments
 
     add_train_arguments(commands.add_parser("train", help="self-supervised training or fine-tuning"))
     add_demo_arguments(commands.add_parser("demo", help="simulate thick slices of a real CT and synthesize them back"))
@@ -86,10 +86,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return run_demo(args)
         if args.command == "evaluate":
-            from .evaluation_cli import run_evaluate
+            from .evaluate import run_evaluate
 
             return run_evaluate(args)
-        from .train_cli import run_train
+        from .train import run_train
 
         return run_train(args)
     except (SynthesisCancelled, KeyboardInterrupt):
@@ -117,7 +117,7 @@ def one_line(error: BaseException) -> str:
 def check_output_path(output: Path, inputs: List[Path], overwrite: bool) -> None:
     """Refuse outputs that would overwrite an input, an existing file (without ``--overwrite``) or cannot be
     written; done before any computation."""
-    from .nifti_io import is_nifti_path
+    from ..io.nifti import is_nifti_path
 
     if not is_nifti_path(output):
         raise OutputError(f"output {output} must end in .nii or .nii.gz")
@@ -146,7 +146,7 @@ def parse_axis(text: str) -> Optional[int]:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """``synthesize``: check everything the header tells, read, check the voxels, synthesize, write atomically."""
-    from .geometry import upsampled_affine
+    from ..core.geometry import upsampled_affine
 
     if args.scale not in SUPPORTED_SCALES:
         raise InputError(f"unsupported scale {args.scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
@@ -157,10 +157,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
     if args.disagreement and args.disagreement.resolve() == args.output.resolve():
         raise OutputError("--disagreement must differ from --output")
 
-    from .inference import check_volume
-    from .input_checks import intensity_warning, refuse_label_map
-    from .model_store import load_model
-    from .nifti_io import load_nifti, open_nifti, write_nifti
+    from ..inference.model_store import load_model
+    from ..inference.synthesis import check_volume
+    from ..io.checks import intensity_warning, refuse_label_map
+    from ..io.nifti import load_nifti, open_nifti, write_nifti
 
     image = open_nifti(args.input)
     spacing, axis = choose_axis(image.affine, args.input.name, axis_choice)
@@ -200,7 +200,7 @@ def choose_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[n
     A degenerate affine is refused, and so are isotropic voxels without an explicit axis: there are no thick
     slices to fill.
     """
-    from .geometry import is_isotropic, thick_axis, voxel_spacing
+    from ..core.geometry import is_isotropic, thick_axis, voxel_spacing
 
     spacing = voxel_spacing(affine)
     if not np.all(np.isfinite(affine)) or not np.all(spacing > 0):
@@ -217,7 +217,7 @@ def choose_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[n
 
 def check_memory_for(image: "nibabel.Nifti1Image", axis: int, args: argparse.Namespace) -> None:
     """Refuse, before reading the voxels, a synthesis that needs more memory than is available."""
-    from .input_checks import check_memory, synthesis_memory_bytes
+    from ..io.checks import check_memory, synthesis_memory_bytes
 
     stored = image.get_data_dtype()
     slope, intercept = image.header.get_slope_inter()
@@ -232,7 +232,7 @@ def check_memory_for(image: "nibabel.Nifti1Image", axis: int, args: argparse.Nam
 def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis: int):
     from tqdm import tqdm
 
-    from .inference import synthesize_volume
+    from ..inference.synthesis import synthesize_volume
 
     with tqdm(total=100, disable=args.quiet, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
 
@@ -249,7 +249,3 @@ def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis
             with_disagreement=args.disagreement is not None,
             fusion="calibrated" if args.fusion == "calibrated" else None,
         )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,13 +20,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .atomic import write_atomically
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import SUPPORTED_SCALES, model_config
+from ..core.config import SUPPORTED_SCALES, model_config
+from ..core.errors import InputError, SynthesisCancelled
+from ..inference.model_store import networks_from_payload
+from ..io.atomic import write_atomically
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..nets import SynthesisNetworks
 from .data import TrainingVolume, WindowSampler, default_window
-from .errors import InputError, SynthesisCancelled
-from .model_store import networks_from_payload
-from .nets import SynthesisNetworks
 from .objective import LossConfig, TrainingObjective
 
 PRECISIONS = ("fp32", "bf16")

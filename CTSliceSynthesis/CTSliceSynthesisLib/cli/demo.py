@@ -14,7 +14,7 @@ from typing import Dict
 
 import numpy as np
 
-from .config import PRECISION_HELP, PRECISIONS
+from ..core.config import PRECISION_HELP, PRECISIONS
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +29,14 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; returns 0."""
-    from .baselines import upsample_cubic, upsample_linear
-    from .degradation import direct_sampling, trim_to_multiple
-    from .figures import comparison_figure
-    from .geometry import thick_axis, upsampled_affine, voxel_spacing
-    from .inference import synthesize_volume
-    from .model_store import load_model
-    from .nifti_io import read_nifti, write_nifti
-    from .sample_data import cranium_path
+    from ..core.degradation import direct_sampling, trim_to_multiple
+    from ..core.geometry import thick_axis, upsampled_affine, voxel_spacing
+    from ..core.interpolation import upsample_cubic, upsample_linear
+    from ..evaluation.figures import comparison_figure
+    from ..inference.model_store import load_model
+    from ..inference.synthesis import synthesize_volume
+    from ..io.nifti import read_nifti, write_nifti
+    from ..io.sample_data import cranium_path
 
     source = args.input if args.input is not None else cranium_path()
     thin = read_nifti(source)
@@ -72,8 +72,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def score_all(outputs: Dict[str, np.ndarray], truth: np.ndarray, scale: int, axis: int) -> Dict[str, Dict[str, float]]:
     """PSNR over all slices and over synthesized slices for each method."""
-    from .metrics import psnr
-    from .views import new_positions
+    from ..evaluation.metrics import psnr
+    from ..nets.views import new_positions
 
     synthesized = np.zeros(truth.shape[axis], dtype=bool)
     synthesized[new_positions(truth.shape[axis], scale).numpy()] = True

@@ -9,11 +9,11 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from .degradation import blur_along
-from .errors import InputError
-from .geometry import thick_axis, voxel_spacing
-from .intensity import hu_to_unit
-from .nifti_io import is_nifti_path, read_nifti
+from ..core.degradation import blur_along
+from ..core.errors import InputError
+from ..core.geometry import thick_axis, voxel_spacing
+from ..core.intensity import hu_to_unit
+from ..io.nifti import is_nifti_path, read_nifti
 
 DEGRADATIONS = ("none", "blur-noise")
 

@@ -14,9 +14,9 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
+from ..nets import SynthesisNetworks
+from ..nets.views import insert_slices, interpolate_axial, interpolate_coronal, interpolate_sagittal, new_positions
 from .losses import WaveletDetailLoss, pixel_loss, truncated_consistency
-from .nets import SynthesisNetworks
-from .views import insert_slices, interpolate_axial, interpolate_coronal, interpolate_sagittal, new_positions
 
 LOSS_MODES = ("paper", "code")
 # The authors' fixed top-k counts per level (spec §6.4).

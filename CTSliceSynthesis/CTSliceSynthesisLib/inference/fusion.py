@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, Sequence
 
-from .errors import InputError
+from ..core.errors import InputError
 
 VIEWS = ("axial", "coronal", "sagittal")
 CANDIDATES = VIEWS + ("linear", "cubic")

@@ -13,15 +13,15 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .config import SUPPORTED_SCALES
-from .errors import InputError, SynthesisCancelled
+from ..core.config import SUPPORTED_SCALES
+from ..core.errors import InputError, SynthesisCancelled
+from ..core.geometry import upsampled_length
+from ..core.intensity import HU_MAX, HU_MIN, hu_to_unit
+from ..nets.cubic_base import cubic_between
+from ..nets.views import interpolate_axial, new_positions
 from .fusion import VIEWS, FusionWeights
-from .geometry import upsampled_length
-from .intensity import HU_MAX, HU_MIN, hu_to_unit
 from .model_store import SynthesisModel
-from .performance import autocast_to
-from .nets.cubic_base import cubic_between
-from .views import interpolate_axial, new_positions
+from .precision import autocast_to
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
