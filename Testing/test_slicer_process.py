@@ -14,6 +14,7 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
+from CTSliceSynthesisLib.core.callbacks import sub_range
 from CTSliceSynthesisLib.slicer_support import process_protocol as protocol
 from CTSliceSynthesisLib.slicer_support.process_runner import Outcome, SynthesisProcess
 
@@ -72,7 +73,7 @@ def test_other_lines_are_log_lines(line: str) -> None:
 
 def test_sub_range_maps_a_stage_onto_the_overall_bar() -> None:
     seen = []
-    stage = protocol.sub_range(lambda f, s: seen.append((round(f, 6), s)), 0.5, 0.9)
+    stage = sub_range(lambda f, s: seen.append((round(f, 6), s)), 0.5, 0.9)
     stage(0.0, "a")
     stage(0.5, "b")
     stage(2.0, "c")

@@ -43,11 +43,12 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     try:
         import numpy as np
 
+        from CTSliceSynthesisLib.core.callbacks import sub_range
         from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, voxel_spacing
-        from CTSliceSynthesisLib.inference.model_store import load_model
-        from CTSliceSynthesisLib.inference.synthesis import check_volume, synthesize_volume
+        from CTSliceSynthesisLib.inference.model_store import load_model, prepare_model
+        from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
         from CTSliceSynthesisLib.io.atomic import write_atomically
-        from CTSliceSynthesisLib.io.checks import intensity_warning, refuse_label_map
+        from CTSliceSynthesisLib.io.checks import check_volume, intensity_warning, refuse_label_map
         from CTSliceSynthesisLib.io.nifti import is_nifti_path, read_nifti, write_nifti
         from CTSliceSynthesisLib.training.adaptation import adapt_to_volume
     except (ImportError, OSError) as error:
@@ -84,17 +85,19 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     synthesis_start = 0.05
     if request.adapt_seconds > 0:
         report(0.05, "adapting to this scan")
-        progress = protocol.sub_range(report, 0.05, 0.5)
-        model = adapt_to_volume(
-            model, volume, axis=axis, time_budget_s=request.adapt_seconds, progress=progress, cancel=cancelled
+        progress = sub_range(report, 0.05, 0.5)
+        adapted = adapt_to_volume(
+            model.networks, volume, axis=axis, device=model.device, time_budget_s=request.adapt_seconds,
+            progress=progress, cancel=cancelled
         )
+        model = prepare_model(adapted.networks, f"{model.model_id}+adapted{adapted.steps}", None, model.device)
         synthesis_start = 0.5
     result = synthesize_volume(
         volume,
         request.scale,
         model,
         axis=axis,
-        progress=protocol.sub_range(report, synthesis_start, 0.97),
+        progress=sub_range(report, synthesis_start, 0.97),
         cancel=cancelled,
         with_disagreement=bool(request.disagreement_path),
     )

@@ -15,11 +15,12 @@ from .. import __version__
 from ..core.config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
 from ..core.degradation import DEGRADATIONS
 from ..core.errors import CheckpointError, InputError, OutputError
+from ..core.geometry import checked_spacing, thick_axis
+from .arguments import parse_axis
 
 if TYPE_CHECKING:
     from ..inference.model_store import SynthesisModel
 
-PROGRAM = "ct-slice-synthesis"
 FIGURES_DIR = "figures"
 
 
@@ -48,7 +49,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report after each; prints the Markdown report and returns 0."""
     from ..evaluation.report import markdown_report, summarise, write_report
     from ..io.nifti import open_nifti
-    from .main import parse_axis
 
     scales = sorted(set(args.scale))
     unsupported = [s for s in scales if s not in SUPPORTED_SCALES]
@@ -156,11 +156,7 @@ def models_by_scale(
 def spacing_and_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[np.ndarray, int]:
     """``(voxel spacing, thick axis)``: the axis given, else the one with the largest spacing (the last one on
     ties, so isotropic volumes are thinned along their slice axis). A degenerate affine is refused."""
-    from ..core.geometry import thick_axis, voxel_spacing
-
-    spacing = voxel_spacing(affine)
-    if not np.all(np.isfinite(affine)) or not np.all(spacing > 0):
-        raise InputError(f"{name} has a degenerate affine (voxel spacing {', '.join(f'{s:.3g}' for s in spacing)} mm)")
+    spacing = checked_spacing(affine, name)
     return spacing, thick_axis(spacing) if choice is None else choice
 
 

@@ -11,7 +11,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..core.config import PRESETS, SUPPORTED_SCALES
+from ..core.config import PRESETS, SUPPORTED_SCALES, TRAINING_PRECISIONS
+from ..core.degradation import TRAINING_DEGRADATIONS
 from ..core.errors import InputError
 
 # Command-line flag → TrainConfig field, for the settings given as plain values.
@@ -55,11 +56,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss-mode", choices=("paper", "code"), help="paper (default) or the authors' code")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
-    parser.add_argument("--degradation", choices=("none", "blur-noise"), help="simulate blur + noise (default none)")
+    parser.add_argument("--degradation", choices=TRAINING_DEGRADATIONS, help="simulate blur + noise (default none)")
     parser.add_argument(
         "--profile-width", type=int, help="slice-profile augmentation: up to this many slices thick (default r; 1 off)"
     )
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast where supported (default fp32)")
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, help="bf16 autocast where supported (default fp32)")
     parser.add_argument(
         "--checkpoint-activations",
         choices=("auto", "on", "off"),
@@ -79,8 +80,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Set up (or resume) a run, train, and write checkpoints, loss history and final weights."""
     import torch
 
-    from ..inference.model_store import networks_from_payload, resolve_device
-    from ..io.checkpoint import load_checkpoint
+    from ..inference.model_store import resolve_device
+    from ..io.checkpoint import load_checkpoint, networks_from_payload
     from ..training.data import find_volumes, load_volume
     from ..training.trainer import TrainConfig, Trainer, init_distributed, resume_payload
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict
 
+from .errors import InputError
+
 SUPPORTED_SCALES = (2, 3, 4)
 RESIDUAL_BASES = ("linear", "cubic")
 # Arithmetic of the networks at inference (see ``inference.precision.resolve_precision``).
@@ -13,6 +15,17 @@ PRECISION_HELP = (
     "auto (default): bf16 convolutions where the hardware runs them natively (CPUs with AVX-512 BF16 or AMX, "
     "CUDA GPUs), float32 elsewhere; or force fp32, bf16, fp16 (GPU only)"
 )
+# Arithmetic of training steps (autocast of the forward pass; see ``training.trainer.TrainConfig``).
+TRAINING_PRECISIONS = ("fp32", "bf16")
+# How the views are mixed at synthesized slices: eq. 7's mean, or weights calibrated on the volume itself
+# (see ``inference.calibration``).
+FUSIONS = ("equal", "calibrated")
+
+
+def check_scale(scale: int) -> None:
+    """Raise :class:`InputError` (one line) unless ``scale`` is one of :data:`SUPPORTED_SCALES`."""
+    if scale not in SUPPORTED_SCALES:
+        raise InputError(f"unsupported scale {scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ BLUR_SIGMA = 1.3
 NOISE_HU = 25.0
 # Test-set simulations of the evaluation: every r-th slice, or blur + noise first (blur_noise_sampling).
 DEGRADATIONS = ("direct", "blur-noise")
+# What training windows may be degraded with (training.data.WindowSampler): nothing, or the same blur + noise.
+TRAINING_DEGRADATIONS = ("none", "blur-noise")
 
 
 def trim_to_multiple(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from .errors import InputError
 
 ISOTROPY_TOLERANCE = 0.01
 
@@ -33,6 +35,32 @@ def thick_axis(spacing: Sequence[float], tolerance: float = ISOTROPY_TOLERANCE) 
         raise ValueError(f"spacing must be positive and finite, got {list(values)}")
     candidates = np.flatnonzero(values >= values.max() * (1.0 - tolerance))
     return int(candidates[-1])
+
+
+def checked_spacing(affine: np.ndarray, name: str) -> np.ndarray:
+    """The voxel spacing of ``affine``; :class:`InputError` naming ``name`` when the affine is degenerate
+    (not finite, or an axis of zero length)."""
+    spacing = voxel_spacing(affine)
+    if not np.all(np.isfinite(affine)) or not np.all(spacing > 0):
+        raise InputError(f"{name} has a degenerate affine (voxel spacing {', '.join(f'{s:.3g}' for s in spacing)} mm)")
+    return spacing
+
+
+def choose_axis(affine: np.ndarray, name: str, choice: Optional[int]) -> Tuple[np.ndarray, int]:
+    """``(voxel spacing, thick axis)`` of the volume ``name``: the axis given, else the one with the largest spacing.
+
+    A degenerate affine is refused, and so are isotropic voxels without an explicit axis: there are no thick
+    slices to fill.
+    """
+    spacing = checked_spacing(affine, name)
+    if choice is not None:
+        return spacing, choice
+    if is_isotropic(spacing):
+        raise InputError(
+            f"{name} has isotropic voxels ({spacing[0]:.3g} mm): there are no thick slices to fill; "
+            "pass --axis 0, 1 or 2 to up-sample one axis anyway"
+        )
+    return spacing, thick_axis(spacing)
 
 
 def upsampled_length(length: int, scale: int) -> int:

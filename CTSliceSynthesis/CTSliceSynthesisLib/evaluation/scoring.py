@@ -11,6 +11,7 @@ import torch
 from ..core.degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, trim_to_multiple
 from ..core.errors import InputError
 from ..core.interpolation import upsample_cubic, upsample_lanczos3, upsample_linear, upsample_nearest
+from ..inference.calibration import calibrated_weights
 from ..inference.model_store import SynthesisModel
 from ..inference.synthesis import synthesize_volume
 from ..nets import SynthesisNetworks
@@ -23,7 +24,7 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "lanczos3": upsample_lanczos3,
 }
 # Ablation rows: the views averaged at synthesized slices, and the fusion calibrated on each volume (see
-# calibration.py). The "ours" row is the product's default, eq. 7 (the mean of all three views).
+# inference/calibration.py). The "ours" row is the product's default, eq. 7 (the mean of all three views).
 ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "SInt-A": ("axial",),
     "PInt-C": ("coronal",),
@@ -175,17 +176,12 @@ def _reconstructions(
         chosen: SynthesisModel, views: Tuple[str, ...], disagreement: bool = False, calibrated: bool = False
     ) -> Reconstruction:
         def run() -> Tuple[np.ndarray, Optional[np.ndarray]]:
+            weights, summary = calibrated_weights(thick, chosen, axis=axis) if calibrated else (None, "")
             result = synthesize_volume(
-                thick,
-                scale,
-                chosen,
-                axis=axis,
-                views=views,
-                with_disagreement=disagreement,
-                fusion="calibrated" if calibrated else None,
+                thick, scale, chosen, axis=axis, views=views, with_disagreement=disagreement, fusion=weights
             )
             if calibrated and progress_note is not None:
-                progress_note(result.calibration_summary)
+                progress_note(summary)
             return result.volume, result.disagreement
 
         return run

@@ -1,3 +1,28 @@
 """Whole-volume synthesis (``synthesis``), the fusion of the views (``fusion``) and its per-volume calibration
 (``calibration``), models ready for inference with their devices and bundled weights (``model_store``) and
 arithmetic precision (``precision``). Imports ``core``, ``nets``, ``io`` and ``training``."""
+
+from .calibration import Calibration, calibrate_fusion, calibrated_weights, describe
+from .fusion import CANDIDATES, VIEWS, FusionWeights
+from .model_store import SynthesisModel, create_model, load_model, prepare_model, resolve_device, save_model
+from .precision import resolve_precision
+from .synthesis import SynthesisResult, synthesize_volume
+
+__all__ = [
+    "CANDIDATES",
+    "Calibration",
+    "FusionWeights",
+    "SynthesisModel",
+    "SynthesisResult",
+    "VIEWS",
+    "calibrate_fusion",
+    "calibrated_weights",
+    "create_model",
+    "describe",
+    "load_model",
+    "prepare_model",
+    "resolve_device",
+    "resolve_precision",
+    "save_model",
+    "synthesize_volume",
+]

@@ -5,20 +5,25 @@ linear and cubic interpolation along z), and compared with the slices that were 
 best reproduce those slices, under the constraint that they are non-negative and sum to 1, are used to fuse
 the full-resolution synthesis. A net that does not help on this volume gets little weight, and where none
 helps the output falls back to the better classical interpolation.
+
+Calibration runs :func:`synthesize_volume`; callers that want calibrated fusion fit the weights here first and
+pass them to the synthesis (``fusion=``), which knows nothing of calibration.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..core.callbacks import CancelCheck
 from ..core.intensity import HU_MAX, HU_MIN
 from ..core.interpolation import upsample_cubic, upsample_linear
 from .fusion import CANDIDATES, VIEWS, FusionWeights
 from .model_store import SynthesisModel
+from .synthesis import synthesize_volume
 
 # Calibration works on a central in-plane crop of at most this size and on at most this many thinned slices:
 # enough voxels to fit five weights, a small fraction of the synthesis time.
@@ -63,15 +68,11 @@ def fit_weights(candidates: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return best
 
 
-def calibrate_fusion(
-    source: np.ndarray, model: SynthesisModel, cancel: Optional[Callable[[], bool]] = None
-) -> Calibration:
+def calibrate_fusion(source: np.ndarray, model: SynthesisModel, cancel: Optional[CancelCheck] = None) -> Calibration:
     """Fit :class:`FusionWeights` for the z-first volume ``source (S, H, W)`` (HU) and ``model``.
 
     Falls back to eq. 7 (equal views) when the volume has too few slices to hold any out (fewer than 2r + 1).
     """
-    from .synthesis import synthesize_volume  # inference imports fusion; keep this module's import light
-
     scale = model.scale
     usable = ((source.shape[0] - 1) // scale) * scale + 1
     if usable < 2 * scale + 1:
@@ -120,3 +121,12 @@ def describe(calibration: Calibration) -> str:
         f"fusion weights: {weights}; held-out PSNR {calibration.psnr['calibrated']:.2f} dB "
         f"(best single: {best} {calibration.psnr[best]:.2f} dB)"
     )
+
+
+def calibrated_weights(
+    volume: np.ndarray, model: SynthesisModel, *, axis: int, cancel: Optional[CancelCheck] = None
+) -> Tuple[FusionWeights, str]:
+    """The weights to pass as :func:`synthesize_volume`'s ``fusion`` for ``volume`` (HU, thick axis ``axis``),
+    and their one-line :func:`describe` summary for logs."""
+    calibration = calibrate_fusion(np.moveaxis(volume, axis, 0), model, cancel)
+    return calibration.weights, describe(calibration)

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..core.config import SUPPORTED_SCALES, ModelConfig, model_config
+from ..core.config import SUPPORTED_SCALES, model_config
 from ..core.errors import CheckpointError
-from ..io.checkpoint import load_checkpoint, save_checkpoint, sha256_of_file
+from ..io.checkpoint import load_checkpoint, networks_from_payload, save_checkpoint, sha256_of_file
 from ..nets import SynthesisNetworks
 from .precision import precision_name, resolve_precision, tune_allocator, use_channels_last
 
@@ -73,19 +73,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def create_model(preset: str, scale: int, device: str = "cpu", precision: str = "fp32") -> SynthesisModel:
     """Freshly initialised networks (for tests and benchmarks), float32 unless ``precision`` says otherwise."""
     networks = SynthesisNetworks(model_config(preset, scale))
-    return _ready(networks, f"untrained-{preset}-x{scale}", None, resolve_device(device), precision)
-
-
-def networks_from_payload(payload: Dict[str, Any], source: str) -> SynthesisNetworks:
-    """Build networks from a checkpoint dict and load their weights strictly (memory bank included)."""
-    try:
-        config = ModelConfig.from_dict(payload["model_config"])
-        networks = SynthesisNetworks(config)
-        networks.load_state_dict(payload["networks"], strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{source} does not hold CTSliceSynthesis networks ({reason})") from None
-    return networks
+    return prepare_model(networks, f"untrained-{preset}-x{scale}", None, resolve_device(device), precision)
 
 
 def load_model(
@@ -117,7 +105,7 @@ def load_model(
         raise CheckpointError(f"{path.name} was trained for ×{networks.scale}, not ×{scale}")
     if preset is not None and networks.config.preset != preset:
         raise CheckpointError(f"{path.name} holds the {networks.config.preset!r} preset, not {preset!r}")
-    return _ready(networks, model_id, sha, target, precision)
+    return prepare_model(networks, model_id, sha, target, precision)
 
 
 def save_model(model: SynthesisModel, path: os.PathLike, metadata: Optional[Dict[str, Any]] = None) -> None:
@@ -156,9 +144,16 @@ def bundled_entry(scale: int) -> tuple:
     raise CheckpointError(f"no bundled model for ×{scale}: pass --model with a checkpoint (see Training/)")
 
 
-def _ready(
-    networks: SynthesisNetworks, model_id: str, sha: Optional[str], device: torch.device, precision: str
+def prepare_model(
+    networks: SynthesisNetworks,
+    model_id: str,
+    sha256: Optional[str],
+    device: torch.device,
+    precision: str = "auto",
 ) -> SynthesisModel:
+    """``networks`` ready for inference: on ``device``, in eval mode without gradients, weights channels-last,
+    running in ``precision`` (see :func:`load_model`), and named ``model_id`` (``sha256``: of the weights file,
+    ``None`` for weights that are not a file, e.g. fresh or adapted ones)."""
     try:
         dtype = resolve_precision(precision, device)
     except ValueError as error:
@@ -169,4 +164,4 @@ def _ready(
     use_channels_last(networks)
     if device.type == "cpu":
         tune_allocator()
-    return SynthesisModel(networks=networks, model_id=model_id, sha256=sha, device=device, precision=dtype)
+    return SynthesisModel(networks=networks, model_id=model_id, sha256=sha256, device=device, precision=dtype)

@@ -8,23 +8,21 @@ and that accumulator. Acquired slices are copied from the input, bit-exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..core.config import SUPPORTED_SCALES
+from ..core.callbacks import CancelCheck, ProgressCallback
 from ..core.errors import InputError, SynthesisCancelled
 from ..core.geometry import upsampled_length
 from ..core.intensity import HU_MAX, HU_MIN, hu_to_unit
+from ..io.checks import check_volume
 from ..nets.cubic_base import cubic_between
 from ..nets.views import interpolate_axial, new_positions
 from .fusion import VIEWS, FusionWeights
 from .model_store import SynthesisModel
 from .precision import autocast_to
-
-ProgressCallback = Callable[[float, str], None]
-CancelCheck = Callable[[], bool]
 
 # Budgets per network call, in input pixels: large enough to keep the conv kernels busy, small enough that the
 # activations stay in cache-friendly sizes (tuned on 2 CPU cores; see Testing/benchmarks).
@@ -46,27 +44,6 @@ class SynthesisResult:
     volume: np.ndarray
     disagreement: Optional[np.ndarray] = None
     fusion: Optional[FusionWeights] = None
-    calibration_summary: str = ""
-
-
-def check_volume(volume: np.ndarray, scale: int, axis: int) -> None:
-    """Raise :class:`InputError` (one line) if ``volume`` cannot be synthesized along ``axis`` by ``scale``."""
-    if scale not in SUPPORTED_SCALES:
-        raise InputError(f"unsupported scale {scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
-    if volume.ndim != 3:
-        raise InputError(f"expected a 3-D volume, got {volume.ndim}-D data of shape {volume.shape}")
-    if volume.dtype.kind not in "iuf":
-        raise InputError(f"expected a scalar intensity volume, got voxel type {volume.dtype}")
-    if not -3 <= axis <= 2:
-        raise InputError(f"axis must be 0, 1 or 2, got {axis}")
-    if volume.shape[axis] < 2:
-        raise InputError(f"need at least 2 slices along the thick axis, got {volume.shape[axis]}")
-    if min(volume.shape) < 1:
-        raise InputError(f"empty volume of shape {volume.shape}")
-    if volume.dtype.kind == "f":
-        bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
-        if bad:
-            raise InputError(f"the volume has {bad} NaN or infinite voxels")
 
 
 def synthesize_volume(
@@ -79,7 +56,7 @@ def synthesize_volume(
     cancel: Optional[CancelCheck] = None,
     with_disagreement: bool = False,
     views: Sequence[str] = VIEWS,
-    fusion: Union[FusionWeights, str, None] = None,
+    fusion: Optional[FusionWeights] = None,
 ) -> SynthesisResult:
     """Synthesize ``scale − 1`` slices between each pair of neighbouring slices along ``axis``.
 
@@ -87,25 +64,16 @@ def synthesize_volume(
     input's dtype (integers rounded and clipped to the dtype's range), and ``result[::scale] == volume`` along
     ``axis`` exactly. Synthesized voxels are clipped to [−1024, 3072] HU, the networks' range.
     ``progress(fraction, message)`` is called as work completes; ``cancel()`` returning True stops the work
-    with :class:`SynthesisCancelled`. The synthesized slices mix the views with ``fusion``: given weights,
-    ``"calibrated"`` (weights fitted on this volume first, see ``calibration.py``; the product's default), or
-    ``None`` for the mean of ``views`` (all three by default: eq. 7; a subset is an ablation).
+    with :class:`SynthesisCancelled`. The synthesized slices mix the views with ``fusion``: given weights (e.g.
+    fitted on this volume by :func:`calibration.calibrated_weights`), or ``None`` for the mean of ``views`` (all
+    three by default: eq. 7; a subset is an ablation).
     """
     check_volume(volume, scale, axis)
     if model.scale != scale:
         raise InputError(f"the model was trained for ×{model.scale}, not ×{scale}")
-    summary = ""
-    if isinstance(fusion, str):
-        if fusion != "calibrated":
-            raise InputError(f"unknown fusion {fusion!r}: give weights, 'calibrated' or None")
-        from .calibration import calibrate_fusion, describe
-
-        if progress is not None:
-            progress(0.0, "calibrating the fusion on this volume")
-        calibration = calibrate_fusion(np.moveaxis(volume, axis, 0), model, cancel)
-        weights, summary = calibration.weights, describe(calibration)
-    else:
-        weights = fusion if fusion is not None else FusionWeights.equal_views(views)
+    if fusion is not None and not isinstance(fusion, FusionWeights):
+        raise InputError(f"fusion must be FusionWeights or None, got {fusion!r} (calibrate first: calibration.py)")
+    weights = fusion if fusion is not None else FusionWeights.equal_views(views)
     needed = [view for view in VIEWS if getattr(weights, view) > 0 or with_disagreement]
     source = np.moveaxis(volume, axis, 0)
     classical = weights.linear > 0 or weights.cubic > 0
@@ -137,7 +105,7 @@ def synthesize_volume(
         run.classical(fused, weights.linear, weights.cubic)
     output = _assemble(source, fused, scale)
     run.report(1.0, "done")
-    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement, weights, summary)
+    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement, weights)
 
 
 class _Synthesis:

@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic writes, safe loading (``weights_only=True``), integrity hashes."""
+"""Checkpoint files: atomic writes, safe loading (``weights_only=True``), integrity hashes, and the networks a
+checkpoint holds (shared by the trainer and the model store)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any, Dict, Optional
 import torch
 
 from .. import __version__
+from ..core.config import ModelConfig
 from ..core.errors import CheckpointError
+from ..nets import SynthesisNetworks
 from .atomic import PathLike, write_atomically
 
 CHECKPOINT_FORMAT = "ct-slice-synthesis-checkpoint/1"
@@ -48,6 +51,18 @@ def load_checkpoint(path: PathLike, expected_sha256: Optional[str] = None) -> Di
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path.name} is not a CTSliceSynthesis checkpoint (format tag missing)")
     return content
+
+
+def networks_from_payload(payload: Dict[str, Any], source: str) -> SynthesisNetworks:
+    """Build networks from a checkpoint dict and load their weights strictly (memory bank included)."""
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+        networks = SynthesisNetworks(config)
+        networks.load_state_dict(payload["networks"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{source} does not hold CTSliceSynthesis networks ({reason})") from None
+    return networks
 
 
 def sha256_of_file(path: PathLike) -> str:

@@ -1,6 +1,8 @@
-"""Checks on a volume before synthesis that the networks cannot make: segmentations, non-HU intensities, memory.
+"""Checks before a synthesis starts: the volume (shape, type, finite values), what the networks cannot tell
+(segmentations, non-HU intensities), the memory it needs, and where the output goes.
 
-Pure numpy and the standard library; used by the command line and the Slicer module's background process.
+Pure numpy and the standard library; used by the synthesis, the command line and the Slicer module's background
+process.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..core.errors import InputError
+from ..core.config import check_scale
+from ..core.errors import InputError, OutputError
 from ..core.geometry import upsampled_length
 
 # An integer volume with no negative value, a maximum of at most LABEL_MAX_VALUE and between 2 and
@@ -26,6 +29,44 @@ CT_MIN_BELOW_HU = -200.0
 RUNTIME_OVERHEAD_BYTES = 400 * 10**6
 MEMINFO = Path("/proc/meminfo")
 CGROUP_MEMORY = Path("/sys/fs/cgroup")
+
+
+def check_volume(volume: np.ndarray, scale: int, axis: int) -> None:
+    """Raise :class:`InputError` (one line) if ``volume`` cannot be synthesized along ``axis`` by ``scale``."""
+    check_scale(scale)
+    if volume.ndim != 3:
+        raise InputError(f"expected a 3-D volume, got {volume.ndim}-D data of shape {volume.shape}")
+    if volume.dtype.kind not in "iuf":
+        raise InputError(f"expected a scalar intensity volume, got voxel type {volume.dtype}")
+    if not -3 <= axis <= 2:
+        raise InputError(f"axis must be 0, 1 or 2, got {axis}")
+    if volume.shape[axis] < 2:
+        raise InputError(f"need at least 2 slices along the thick axis, got {volume.shape[axis]}")
+    if min(volume.shape) < 1:
+        raise InputError(f"empty volume of shape {volume.shape}")
+    if volume.dtype.kind == "f":
+        bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
+        if bad:
+            raise InputError(f"the volume has {bad} NaN or infinite voxels")
+
+
+def check_output_path(output: Path, inputs: Sequence[Path], overwrite: bool, suffixes: Sequence[str]) -> None:
+    """Refuse, before any computation, an output that does not end in one of ``suffixes``, would overwrite an
+    input, or an existing file (without ``overwrite``), or cannot be written."""
+    if not str(output).lower().endswith(tuple(suffixes)):
+        raise OutputError(f"output {output} must end in {' or '.join(suffixes)}")
+    for source in inputs:
+        same_file = source.exists() and output.exists() and os.path.samefile(source, output)
+        if same_file or output.resolve() == source.resolve():
+            raise OutputError(f"output {output} is the input file: choose another name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"output {output} exists: pass --overwrite to replace it")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputError(f"output folder {folder} {problem}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} is not writable")
 
 
 def refuse_label_map(volume: np.ndarray, name: str = "the volume") -> None:

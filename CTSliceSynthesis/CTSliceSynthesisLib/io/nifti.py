@@ -7,6 +7,7 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Tuple
 
 import nibabel as nib
 import numpy as np
@@ -72,6 +73,16 @@ def load_nifti(image: nib.Nifti1Image, path: PathLike) -> NiftiVolume:
     if data.ndim == 4:
         data = data[..., 0]
     return NiftiVolume(data=data, affine=np.asarray(image.affine, dtype=np.float64), header=image.header)
+
+
+def voxel_itemsizes(image: nib.Nifti1Image) -> Tuple[int, Optional[int]]:
+    """Bytes per voxel of an image from :func:`open_nifti`, from its header: ``(in the volume and the output,
+    while reading)``; the second is ``None`` when reading needs no more. A slope or intercept on integer voxels
+    makes nibabel read float64, and the engine then keeps int16 or float32 (see :func:`load_nifti`)."""
+    stored = image.get_data_dtype()
+    slope, intercept = image.header.get_slope_inter()
+    scaled = stored.kind in "iu" and ((slope is not None and slope != 1) or (intercept is not None and intercept != 0))
+    return (4, 8) if scaled else (stored.itemsize, None)
 
 
 def _check_header(image: nib.Nifti1Image, name: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..core.config import SUPPORTED_SCALES
 
@@ -23,8 +23,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-ProgressCallback = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -111,15 +109,6 @@ def parse_line(line: str) -> Optional[Message]:
     if kind == "ERROR":
         return Failure(rest)
     return None
-
-
-def sub_range(report: ProgressCallback, start: float, end: float) -> ProgressCallback:
-    """A progress callback for one stage that maps its own 0..1 onto ``start``..``end`` of ``report``."""
-
-    def forward(fraction: float, stage: str) -> None:
-        report(start + (end - start) * min(max(float(fraction), 0.0), 1.0), stage)
-
-    return forward
 
 
 def argument_parser() -> argparse.ArgumentParser:

@@ -9,13 +9,11 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from ..core.degradation import blur_along
+from ..core.degradation import TRAINING_DEGRADATIONS, blur_along
 from ..core.errors import InputError
 from ..core.geometry import thick_axis, voxel_spacing
 from ..core.intensity import hu_to_unit
 from ..io.nifti import is_nifti_path, read_nifti
-
-DEGRADATIONS = ("none", "blur-noise")
 
 
 @dataclass
@@ -87,8 +85,8 @@ class WindowSampler:
         degradation: str = "none",
         max_profile_width: int = 1,
     ) -> None:
-        if degradation not in DEGRADATIONS:
-            raise InputError(f"unknown degradation {degradation!r}: choose one of {DEGRADATIONS}")
+        if degradation not in TRAINING_DEGRADATIONS:
+            raise InputError(f"unknown degradation {degradation!r}: choose one of {TRAINING_DEGRADATIONS}")
         usable = [v for v in volumes if v.data.shape[0] >= window and min(v.data.shape[1:]) >= patch]
         if not usable:
             raise InputError(

@@ -20,16 +20,14 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..core.config import SUPPORTED_SCALES, model_config
+from ..core.config import SUPPORTED_SCALES, TRAINING_PRECISIONS, model_config
 from ..core.errors import InputError, SynthesisCancelled
-from ..inference.model_store import networks_from_payload
 from ..io.atomic import write_atomically
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import load_checkpoint, networks_from_payload, save_checkpoint
 from ..nets import SynthesisNetworks
 from .data import TrainingVolume, WindowSampler, default_window
 from .objective import LossConfig, TrainingObjective
 
-PRECISIONS = ("fp32", "bf16")
 ACTIVATION_CHECKPOINTING = ("auto", "on", "off")
 LATEST_CHECKPOINT = "checkpoint_latest.pt"
 FINAL_MODEL = "model_final.pt"
@@ -74,8 +72,8 @@ class TrainConfig:
         block = model_config(self.preset, self.scale).sint.block
         if self.patch % block or self.patch < 2 * block:
             raise InputError(f"--patch {self.patch} must be a multiple of {block} and at least {2 * block}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"--precision must be one of {PRECISIONS}")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise InputError(f"--precision must be one of {TRAINING_PRECISIONS}")
         if self.checkpoint_activations not in ACTIVATION_CHECKPOINTING:
             raise InputError(f"--checkpoint-activations must be one of {ACTIVATION_CHECKPOINTING}")
         if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
