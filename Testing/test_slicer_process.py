@@ -87,6 +87,7 @@ def test_sub_range_maps_a_stage_onto_the_overall_bar() -> None:
         protocol.SynthesisRequest("in dir/a b.nii.gz", "o.nii.gz", 4, checkpoint="c k.pt", device="cuda",
                                   adapt_seconds=90.5, disagreement_path="d.nii.gz"),
         protocol.SynthesisRequest("in.nii", "out.nii", 3, axis=2, device="cpu"),
+        protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=1, precision="fp32", fusion="calibrated"),
     ],
 )
 def test_command_line_round_trips(request_: protocol.SynthesisRequest) -> None:
@@ -97,6 +98,8 @@ def test_command_line_round_trips(request_: protocol.SynthesisRequest) -> None:
 
 @pytest.mark.parametrize("argv", [["--input", "a", "--output", "b", "--scale", "5"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--adapt-seconds", "-1"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--fusion", "median"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--precision", "fp8"],
                                   ["--input", "a", "--scale", "2"]])
 def test_bad_command_lines_exit_with_usage_code(argv: List[str]) -> None:
     with pytest.raises(SystemExit) as raised:

@@ -3,12 +3,14 @@
 The CTSliceSynthesis Slicer module runs this with ``PythonSlicer`` so that the GUI never waits on the network:
 it writes the input voxels to a ``.npy`` file, starts this script, reads the ``@CTSS`` lines it prints (see
 ``CTSliceSynthesisLib/slicer_support/process_protocol.py``) and loads the output when it has exited. NIfTI files
-(``.nii``, ``.nii.gz``) work too, with the thick axis taken from the affine unless ``--axis`` is given.
+(``.nii``, ``.nii.gz``) work too, with the thick axis taken from the affine unless ``--axis`` is given. The work
+is ``CTSliceSynthesisLib/inference/pipeline.py``, the same as ``ct-slice-synthesis synthesize``.
 
 Outputs are written atomically (a reader sees no file or a complete one). SIGTERM or SIGINT cancels: the run
 stops at the engine's next check, writes nothing and exits with code 3.
 
     PythonSlicer synthesize_process.py --input in.npy --axis 0 --output out.npy --scale 2 [--device cpu]
+        [--precision auto] [--fusion equal] [--adapt-seconds 0] [--disagreement map.npy]
 """
 
 from __future__ import annotations
@@ -35,86 +37,38 @@ def report(fraction: float, stage: str) -> None:
 
 
 def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]) -> Dict[str, Any]:
-    """Run one synthesis described by ``request``; returns what the RESULT line reports."""
+    """Run the synthesis pipeline for ``request`` (the one ``ct-slice-synthesis synthesize`` runs); returns what
+    the RESULT line reports."""
     started = time.monotonic()
     report(0.0, "loading the engine")
     # torch is imported here, after the signal handlers are in place, so that a cancel during the import counts.
     # A package that is missing or fails to load (a broken or mismatched wheel) ends the run with one clear line.
     try:
-        import numpy as np
-
-        from CTSliceSynthesisLib.core.callbacks import sub_range
-        from CTSliceSynthesisLib.core.geometry import thick_axis, upsampled_affine, voxel_spacing
-        from CTSliceSynthesisLib.inference.model_store import load_model, prepare_model
-        from CTSliceSynthesisLib.inference.synthesis import synthesize_volume
-        from CTSliceSynthesisLib.io.atomic import write_atomically
-        from CTSliceSynthesisLib.io.checks import check_volume, intensity_warning, refuse_label_map
-        from CTSliceSynthesisLib.io.nifti import is_nifti_path, read_nifti, write_nifti
-        from CTSliceSynthesisLib.training.adaptation import adapt_to_volume
+        from CTSliceSynthesisLib.inference.pipeline import PipelineOptions, run_pipeline
     except (ImportError, OSError) as error:
         raise CTSliceSynthesisError(import_failure_message(error)) from None
 
-    if is_nifti_path(request.input_path):
-        nifti = read_nifti(request.input_path)
-        volume = nifti.data
-        axis = request.axis if request.axis is not None else thick_axis(voxel_spacing(nifti.affine))
-
-        def write(path: str, array: np.ndarray) -> None:
-            affine = upsampled_affine(nifti.affine, axis, request.scale)
-            write_nifti(path, array, affine, nifti.header)
-
-    else:
-        if request.axis is None:
-            raise CTSliceSynthesisError("--axis is required for .npy input (it has no geometry)")
-        volume = np.load(request.input_path, allow_pickle=False)
-        axis = request.axis
-
-        def write(path: str, array: np.ndarray) -> None:
-            write_atomically(path, lambda temporary: np.save(temporary, array, allow_pickle=False))
-
-    check_volume(volume, request.scale, axis)
-    refuse_label_map(volume)
-    warning = intensity_warning(volume)
-    if warning:
-        print(f"warning: {warning}", flush=True)
-    report(0.02, "loading the model")
-    model = load_model(request.checkpoint, request.scale, request.device)
-    weights_id, weights_sha256 = model.model_id, model.sha256  # provenance names the weights, adapted or not
-    if cancelled():
-        raise SynthesisCancelled("cancelled before the synthesis started")
-    synthesis_start = 0.05
-    if request.adapt_seconds > 0:
-        report(0.05, "adapting to this scan")
-        progress = sub_range(report, 0.05, 0.5)
-        adapted = adapt_to_volume(
-            model.networks, volume, axis=axis, device=model.device, time_budget_s=request.adapt_seconds,
-            progress=progress, cancel=cancelled
-        )
-        model = prepare_model(adapted.networks, f"{model.model_id}+adapted{adapted.steps}", None, model.device)
-        synthesis_start = 0.5
-    result = synthesize_volume(
-        volume,
-        request.scale,
-        model,
-        axis=axis,
-        progress=sub_range(report, synthesis_start, 0.97),
-        cancel=cancelled,
-        with_disagreement=bool(request.disagreement_path),
+    options = PipelineOptions(
+        input_path=Path(request.input_path),
+        output_path=Path(request.output_path),
+        scale=request.scale,
+        axis=request.axis,
+        disagreement_path=Path(request.disagreement_path) if request.disagreement_path else None,
+        checkpoint=Path(request.checkpoint) if request.checkpoint else None,
+        device=request.device,
+        precision=request.precision,
+        fusion=request.fusion,
+        adapt_seconds=request.adapt_seconds,
+        overwrite=True,  # the module writes into a fresh temporary folder; outputs are replaced atomically
     )
-    if cancelled():
-        raise SynthesisCancelled("cancelled before the output was written")
-    report(0.98, "writing the output")
-    if request.disagreement_path:
-        write(request.disagreement_path, result.disagreement.astype(np.float32, copy=False))
-    write(request.output_path, result.volume)
-    report(1.0, "done")
+    result = run_pipeline(options, progress=report, cancel=cancelled, log=lambda line: print(line, flush=True))
     return {
-        "model_id": weights_id,
-        "sha256": weights_sha256,
-        "preset": model.preset,
-        "device": str(model.device),
+        "model_id": result.info.model_id,  # provenance names the weights as loaded, adapted or not
+        "sha256": result.info.sha256,
+        "preset": result.info.preset,
+        "device": str(result.info.device),
         "scale": request.scale,
-        "axis": int(axis),
+        "axis": int(result.info.axis),
         "adapt_seconds": request.adapt_seconds,
         "seconds": round(time.monotonic() - started, 2),
     }

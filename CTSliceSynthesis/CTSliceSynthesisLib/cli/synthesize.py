@@ -1,28 +1,28 @@
-"""``ct-slice-synthesis synthesize``: thin slices of one volume, checked before any work and written atomically."""
+"""``ct-slice-synthesis synthesize``: the flags, then one run of the file-to-file pipeline
+(:func:`~CTSliceSynthesisLib.inference.pipeline.run_pipeline`, which the Slicer module's background process runs
+too) with a progress bar, and what was done on stderr."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, List
 
 from ..core.config import FUSIONS, PRECISION_HELP, PRECISIONS
-from ..core.errors import OutputError
 from .arguments import PROGRAM, parse_axis
 
 if TYPE_CHECKING:
-    import nibabel
+    from ..inference.pipeline import PipelineResult, RunInfo
 
-NIFTI_OUTPUT_SUFFIXES = (".nii", ".nii.gz")
+BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining}"
 
 
 def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``synthesize``."""
-    parser.add_argument("--input", required=True, type=Path, help="thick-slice CT volume (.nii or .nii.gz, HU)")
+    parser.add_argument(
+        "--input", required=True, type=Path, help="thick-slice CT volume (.nii or .nii.gz, HU; or .npy with --axis)"
+    )
     parser.add_argument("--output", required=True, type=Path, help="where to write the result (.nii or .nii.gz)")
     parser.add_argument("--scale", required=True, type=int, help="slices per input gap: 2, 3 or 4")
     parser.add_argument("--model", type=Path, help="checkpoint to use (default: the bundled model for --scale)")
@@ -39,92 +39,71 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
         help="equal (default): the paper's mean of the three views (eq. 7); calibrated: weigh the views and "
         "linear/cubic interpolation by this volume's own held-out slices (experimental, see the README)",
     )
+    parser.add_argument(
+        "--adapt-seconds",
+        type=float,
+        default=0.0,
+        help="first fine-tune the model on this volume itself for this many seconds (self-supervised; default 0: off)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
-    """Check everything the header tells, read, check the voxels, synthesize, write atomically."""
-    from ..core.config import check_scale
-    from ..core.geometry import choose_axis, upsampled_affine
-    from ..inference.model_store import load_model
-    from ..io.checks import check_output_path, check_volume, intensity_warning, refuse_label_map
-    from ..io.nifti import load_nifti, open_nifti, write_nifti
+    """Run the pipeline on the flags' files; warnings always go to stderr, the rest unless ``--quiet``."""
+    from tqdm import tqdm
 
-    check_scale(args.scale)
-    axis_choice = parse_axis(args.axis)
-    outputs = [args.output] + ([args.disagreement] if args.disagreement else [])
-    for output in outputs:
-        check_output_path(output, [args.input], args.overwrite, NIFTI_OUTPUT_SUFFIXES)
-    if args.disagreement and args.disagreement.resolve() == args.output.resolve():
-        raise OutputError("--disagreement must differ from --output")
+    from ..inference.pipeline import PipelineOptions, run_pipeline
 
-    image = open_nifti(args.input)
-    spacing, axis = choose_axis(image.affine, args.input.name, axis_choice)
-    check_memory_for(image, axis, args)
-    volume = load_nifti(image, args.input)
-    check_volume(volume.data, args.scale, axis)
-    refuse_label_map(volume.data, args.input.name)
-    warning = intensity_warning(volume.data)
-    if warning:
-        print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
-    model = load_model(args.model, args.scale, args.device, precision=args.precision)
+    options = PipelineOptions(
+        input_path=args.input,
+        output_path=args.output,
+        scale=args.scale,
+        axis=parse_axis(args.axis),
+        disagreement_path=args.disagreement,
+        checkpoint=args.model,
+        device=args.device,
+        precision=args.precision,
+        fusion=args.fusion,
+        adapt_seconds=args.adapt_seconds,
+        overwrite=args.overwrite,
+    )
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    say(
-        f"{args.input.name}: {volume.data.shape} {volume.data.dtype}, spacing "
-        f"{' × '.join(f'{s:.3g}' for s in spacing)} mm, thick axis {axis}; model {model.model_id} "
-        f"({model.preset}, ×{model.scale}) on {model.device}, {model.precision_name}"
-    )
-    started = time.perf_counter()
-    result, summary = _synthesize_with_bar(volume.data, args, model, axis)
-    elapsed = time.perf_counter() - started
-    if summary:
-        say(summary)
-    affine = upsampled_affine(volume.affine, axis, args.scale)
-    write_nifti(args.output, result.volume, affine, volume.header)
-    if args.disagreement is not None and result.disagreement is not None:
-        write_nifti(args.disagreement, result.disagreement.astype(np.float32), affine, volume.header)
-    say(
-        f"wrote {args.output} {result.volume.shape}, spacing {spacing[axis] / args.scale:.4g} mm along axis "
-        f"{axis}, in {elapsed:.1f} s"
-    )
+    bars: List[tqdm] = []  # the bar starts with the work, so that a refusal stays one line
+
+    def ready(info: "RunInfo") -> None:
+        say(describe_run(info))
+        bars.append(tqdm(total=100, disable=args.quiet, unit="%", bar_format=BAR_FORMAT))
+
+    def progress(fraction: float, stage: str) -> None:
+        for bar in bars:
+            bar.set_description(stage)
+            bar.update(round(100 * fraction) - bar.n)
+
+    try:
+        result = run_pipeline(
+            options, progress=progress, log=lambda line: print(f"{PROGRAM}: {line}", file=sys.stderr), on_ready=ready
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    if result.calibration_summary:
+        say(result.calibration_summary)
+    say(describe_output(result, args.output))
     return 0
 
 
-def check_memory_for(image: "nibabel.Nifti1Image", axis: int, args: argparse.Namespace) -> None:
-    """Refuse, before reading the voxels, a synthesis that needs more memory than is available."""
-    from ..io.checks import check_memory, synthesis_memory_bytes
-    from ..io.nifti import voxel_itemsizes
-
-    shape = tuple(image.shape[:3])
-    itemsize, load_itemsize = voxel_itemsizes(image)
-    needed = synthesis_memory_bytes(shape, axis, args.scale, itemsize, load_itemsize, args.disagreement is not None)
-    check_memory(needed, f"synthesizing {args.input.name} {shape} ×{args.scale}")
+def describe_run(info: "RunInfo") -> str:
+    """The line about the input and the model, printed when both are loaded."""
+    spacing = "" if info.spacing is None else f", spacing {' × '.join(f'{s:.3g}' for s in info.spacing)} mm"
+    return (
+        f"{info.input_name}: {info.shape} {info.dtype}{spacing}, thick axis {info.axis}; model {info.model_id} "
+        f"({info.preset}, ×{info.scale}) on {info.device}, {info.precision}"
+    )
 
 
-def _synthesize_with_bar(data: np.ndarray, args: argparse.Namespace, model, axis: int):
-    from tqdm import tqdm
-
-    from ..inference.calibration import calibrated_weights
-    from ..inference.synthesis import synthesize_volume
-
-    with tqdm(total=100, disable=args.quiet, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
-
-        def progress(fraction: float, message: str) -> None:
-            bar.set_description(message)
-            bar.update(round(100 * fraction) - bar.n)
-
-        weights, summary = None, ""
-        if args.fusion == "calibrated":
-            progress(0.0, "calibrating the fusion on this volume")
-            weights, summary = calibrated_weights(data, model, axis=axis)
-        result = synthesize_volume(
-            data,
-            args.scale,
-            model,
-            axis=axis,
-            progress=progress,
-            with_disagreement=args.disagreement is not None,
-            fusion=weights,
-        )
-        return result, summary
+def describe_output(result: "PipelineResult", output: Path) -> str:
+    """The last line: what was written, its spacing along the thick axis, and the time it took."""
+    info = result.info
+    spacing = "" if info.spacing is None else f", spacing {info.spacing[info.axis] / info.scale:.4g} mm"
+    return f"wrote {output} {result.output_shape}{spacing} along axis {info.axis}, in {result.seconds:.1f} s"

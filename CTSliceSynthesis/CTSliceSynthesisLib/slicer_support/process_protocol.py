@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..core.config import SUPPORTED_SCALES
+from ..core.config import FUSIONS, PRECISIONS, SUPPORTED_SCALES
 
 MARKER = "@CTSS"
 EXIT_OK = 0
@@ -52,7 +52,8 @@ Message = Union[Progress, Result, Failure]
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """Everything the background process needs: files, factor, thick axis, model, device, adaptation budget.
+    """Everything the background process needs: files, factor, thick axis, model, device, precision, fusion,
+    adaptation budget (the options of ``ct-slice-synthesis synthesize``; both run the same pipeline).
 
     ``axis`` is the thick axis of the array in the input file (numpy order), or ``None`` to let a NIfTI input's
     affine decide. ``checkpoint`` ``None`` means the bundled weights for ``scale``.
@@ -66,6 +67,8 @@ class SynthesisRequest:
     device: str = "auto"
     adapt_seconds: float = 0.0
     disagreement_path: Optional[str] = None
+    precision: str = "auto"
+    fusion: str = "equal"
 
 
 def one_line(text: str) -> str:
@@ -125,6 +128,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
     parser.add_argument("--adapt-seconds", type=float, default=0.0, help="self-supervised adaptation budget, 0 = off")
     parser.add_argument("--disagreement", help="also write the per-voxel disagreement map (float32 HU) here")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic (default: auto)")
+    parser.add_argument("--fusion", default="equal", choices=FUSIONS, help="how the views are mixed (default: equal)")
     return parser
 
 
@@ -142,6 +147,8 @@ def parse_command(argv: Sequence[str]) -> SynthesisRequest:
         device=args.device,
         adapt_seconds=args.adapt_seconds,
         disagreement_path=args.disagreement,
+        precision=args.precision,
+        fusion=args.fusion,
     )
 
 
@@ -157,4 +164,8 @@ def build_command(python_executable: str, script: str, request: SynthesisRequest
         command += ["--adapt-seconds", f"{request.adapt_seconds:g}"]
     if request.disagreement_path:
         command += ["--disagreement", request.disagreement_path]
+    if request.precision != "auto":
+        command += ["--precision", request.precision]
+    if request.fusion != "equal":
+        command += ["--fusion", request.fusion]
     return command

@@ -1,0 +1,291 @@
+"""One synthesis from file to file, as ``ct-slice-synthesis synthesize`` and the Slicer module's background process
+(``Scripts/synthesize_process.py``) both run it.
+
+In order, and before any output exists: the output paths, the input's header (NIfTI) and geometry, the memory
+the run needs, the voxels (:func:`check_volume`, label maps refused, non-HU intensities warned about), the model;
+then adaptation to the scan (optional), calibration of the fusion (optional), the synthesis, and the atomic
+writing of the outputs (the disagreement map first, the output last). Inputs are NIfTI (``.nii``, ``.nii.gz``;
+the output is NIfTI with the up-sampled affine) or a numpy array (``.npy`` with an explicit axis; the output is
+``.npy``).
+
+Example::
+
+    result = run_pipeline(PipelineOptions(Path("thick.nii.gz"), Path("thin.nii.gz"), scale=2))
+    print(result.info.model_id, result.output_shape, f"{result.seconds:.1f} s")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..core.callbacks import CancelCheck, ProgressCallback, sub_range
+from ..core.config import FUSIONS, check_scale
+from ..core.errors import InputError, OutputError, SynthesisCancelled
+from ..core.geometry import choose_axis, upsampled_affine
+from ..io.atomic import write_atomically
+from ..io.checks import (
+    check_memory,
+    check_output_path,
+    check_volume,
+    intensity_warning,
+    refuse_label_map,
+    synthesis_memory_bytes,
+)
+from ..io.nifti import NIFTI_SUFFIXES, load_nifti, open_nifti, voxel_itemsizes, write_nifti
+from ..training.adaptation import adapt_to_volume
+from .calibration import calibrated_weights
+from .model_store import SynthesisModel, load_model, prepare_model
+from .synthesis import synthesize_volume
+
+NUMPY_SUFFIX = ".npy"
+# Where each stage sits on the overall progress bar (the Slicer module's protocol).
+MODEL_AT, SYNTHESIS_FROM, ADAPTED_AT, SYNTHESIS_TO, WRITING_AT = 0.02, 0.05, 0.5, 0.97, 0.98
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What to synthesize, where to, and how.
+
+    ``axis`` is the thick voxel axis; ``None`` takes the axis with the largest spacing from a NIfTI affine
+    (isotropic voxels and degenerate affines are refused) and is an error for ``.npy`` input. ``checkpoint``
+    ``None`` means the bundled weights for ``scale``. ``precision`` is one of ``core.config.PRECISIONS``,
+    ``fusion`` one of ``core.config.FUSIONS``; ``adapt_seconds`` > 0 fine-tunes the model on the input for that
+    long first. Without ``overwrite`` an existing output is refused.
+    """
+
+    input_path: Path
+    output_path: Path
+    scale: int
+    axis: Optional[int] = None
+    disagreement_path: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    device: str = "auto"
+    precision: str = "auto"
+    fusion: str = "equal"
+    adapt_seconds: float = 0.0
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The input and the model of a run, known once both are loaded: what the callers report.
+
+    ``spacing`` is the voxel spacing in mm (``None`` for ``.npy`` input); ``model_id`` and ``sha256`` name the
+    weights as loaded, before any adaptation.
+    """
+
+    input_name: str
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    spacing: Optional[np.ndarray]
+    axis: int
+    scale: int
+    model_id: str
+    sha256: Optional[str]
+    preset: str
+    device: torch.device
+    precision: str
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """A finished run: its :class:`RunInfo`, the output's shape, the seconds spent computing (adaptation,
+    calibration and synthesis; not reading or writing), the calibration's one-line summary (``""`` without
+    calibration) and the number of adaptation steps (0 without)."""
+
+    info: RunInfo
+    output_shape: Tuple[int, ...]
+    seconds: float
+    calibration_summary: str = ""
+    adapted_steps: int = 0
+
+
+@dataclass
+class _Input:
+    """The voxels and what writing the outputs needs."""
+
+    data: np.ndarray
+    axis: int
+    spacing: Optional[np.ndarray]
+    affine: Optional[np.ndarray] = None
+    header: Optional[object] = None  # nibabel's header of a NIfTI input
+
+
+def run_pipeline(
+    options: PipelineOptions,
+    *,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+    log: Optional[Log] = None,
+    on_ready: Optional[Callable[[RunInfo], None]] = None,
+) -> PipelineResult:
+    """Synthesize ``options.input_path`` into ``options.output_path``; returns what was done.
+
+    ``progress(fraction, stage)`` follows the whole run (0.02 loading the model, 0.05–0.97 adaptation and
+    synthesis, 0.98 writing, 1.0 done); ``cancel()`` returning True stops it with :class:`SynthesisCancelled`
+    before anything is written; ``log(line)`` receives warnings (``"warning: …"``); ``on_ready(info)`` is
+    called once the input and the model are loaded, just before the work starts. Every refusal is a one-line
+    :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
+    """
+    report: ProgressCallback = progress or (lambda fraction, stage: None)
+    cancelled = cancel or (lambda: False)
+    _check_options(options)
+    source = _read_input(options, log or (lambda line: None))
+    report(MODEL_AT, "loading the model")
+    model = load_model(options.checkpoint, options.scale, options.device, precision=options.precision)
+    info = _run_info(options, source, model)
+    if cancelled():
+        raise SynthesisCancelled("cancelled before the synthesis started")
+    if on_ready is not None:
+        on_ready(info)
+    started = time.perf_counter()
+    model, steps, synthesis_from = _adapt(model, source, options, report, cancel)
+    weights, summary = None, ""
+    if options.fusion == "calibrated":
+        report(synthesis_from, "calibrating the fusion on this volume")
+        weights, summary = calibrated_weights(source.data, model, axis=source.axis, cancel=cancel)
+    result = synthesize_volume(
+        source.data,
+        options.scale,
+        model,
+        axis=source.axis,
+        progress=sub_range(report, synthesis_from, SYNTHESIS_TO),
+        cancel=cancel,
+        with_disagreement=options.disagreement_path is not None,
+        fusion=weights,
+    )
+    seconds = time.perf_counter() - started
+    if cancelled():
+        raise SynthesisCancelled("cancelled before the output was written")
+    report(WRITING_AT, "writing the output")
+    if options.disagreement_path is not None:
+        _write(options.disagreement_path, result.disagreement.astype(np.float32, copy=False), source, options.scale)
+    _write(options.output_path, result.volume, source, options.scale)
+    report(1.0, "done")
+    return PipelineResult(info, tuple(result.volume.shape), seconds, summary, steps)
+
+
+def _check_options(options: PipelineOptions) -> None:
+    """Refuse what the options alone rule out: scale, fusion, adaptation budget, output paths."""
+    check_scale(options.scale)
+    if options.fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {options.fusion!r}: choose one of {', '.join(FUSIONS)}")
+    if options.adapt_seconds < 0:
+        raise InputError("--adapt-seconds must not be negative")
+    suffixes = (NUMPY_SUFFIX,) if _is_numpy(options.input_path) else NIFTI_SUFFIXES
+    outputs = [options.output_path] + ([options.disagreement_path] if options.disagreement_path else [])
+    for output in outputs:
+        check_output_path(output, [options.input_path], options.overwrite, suffixes)
+    if options.disagreement_path and options.disagreement_path.resolve() == options.output_path.resolve():
+        raise OutputError("--disagreement must differ from --output")
+
+
+def _run_info(options: PipelineOptions, source: _Input, model: SynthesisModel) -> RunInfo:
+    return RunInfo(
+        input_name=options.input_path.name,
+        shape=tuple(source.data.shape),
+        dtype=source.data.dtype,
+        spacing=source.spacing,
+        axis=source.axis,
+        scale=options.scale,
+        model_id=model.model_id,
+        sha256=model.sha256,
+        preset=model.preset,
+        device=model.device,
+        precision=model.precision_name,
+    )
+
+
+def _is_numpy(path: Path) -> bool:
+    return str(path).lower().endswith(NUMPY_SUFFIX)
+
+
+def _read_input(options: PipelineOptions, log: Log) -> _Input:
+    """Header checks, geometry and memory first, then the voxels and their checks."""
+    if _is_numpy(options.input_path):
+        return _read_numpy(options, log)
+    image = open_nifti(options.input_path)
+    spacing, axis = choose_axis(image.affine, options.input_path.name, options.axis)
+    _check_memory(tuple(image.shape[:3]), axis, *voxel_itemsizes(image), options)
+    volume = load_nifti(image, options.input_path)
+    _check_voxels(volume.data, options.scale, axis, options.input_path.name, log)
+    return _Input(volume.data, axis, spacing, volume.affine, volume.header)
+
+
+def _read_numpy(options: PipelineOptions, log: Log) -> _Input:
+    """A ``.npy`` array (the Slicer module's voxels): no geometry, so the axis must be given."""
+    path = options.input_path
+    if options.axis is None:
+        raise InputError("--axis is required for .npy input (it has no geometry)")
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    try:
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # shape and type without reading the voxels
+        shape, itemsize = tuple(header.shape), header.dtype.itemsize
+        del header
+        if len(shape) == 3 and -3 <= options.axis <= 2:
+            _check_memory(shape, options.axis, itemsize, None, options)
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"cannot read {path.name}: not a readable .npy array ({type(error).__name__})") from None
+    # The array is the volume on screen, not a file the user named: messages call it "the volume".
+    _check_voxels(data, options.scale, options.axis, "the volume", log)
+    return _Input(data, options.axis, None)
+
+
+def _check_memory(
+    shape: Tuple[int, ...], axis: int, itemsize: int, load_itemsize: Optional[int], options: PipelineOptions
+) -> None:
+    """Refuse, before the voxels are read, a synthesis that needs more memory than is available."""
+    with_disagreement = options.disagreement_path is not None
+    needed = synthesis_memory_bytes(shape, axis, options.scale, itemsize, load_itemsize, with_disagreement)
+    check_memory(needed, f"synthesizing {options.input_path.name} {shape} ×{options.scale}")
+
+
+def _check_voxels(data: np.ndarray, scale: int, axis: int, name: str, log: Log) -> None:
+    check_volume(data, scale, axis)
+    refuse_label_map(data, name)
+    warning = intensity_warning(data)
+    if warning:
+        log(f"warning: {warning}")
+
+
+def _adapt(
+    model: SynthesisModel,
+    source: _Input,
+    options: PipelineOptions,
+    report: ProgressCallback,
+    cancel: Optional[CancelCheck],
+) -> Tuple[SynthesisModel, int, float]:
+    """``(model, adaptation steps, where the synthesis starts on the progress bar)``: the model as loaded when
+    ``adapt_seconds`` is 0, else fine-tuned on the input for that long."""
+    if options.adapt_seconds <= 0:
+        return model, 0, SYNTHESIS_FROM
+    report(SYNTHESIS_FROM, "adapting to this scan")
+    adapted = adapt_to_volume(
+        model.networks,
+        source.data,
+        axis=source.axis,
+        device=model.device,
+        time_budget_s=options.adapt_seconds,
+        progress=sub_range(report, SYNTHESIS_FROM, ADAPTED_AT),
+        cancel=cancel,
+    )
+    model_id = f"{model.model_id}+adapted{adapted.steps}"
+    return prepare_model(adapted.networks, model_id, None, model.device, options.precision), adapted.steps, ADAPTED_AT
+
+
+def _write(path: Path, array: np.ndarray, source: _Input, scale: int) -> None:
+    """Atomically: NIfTI with the up-sampled affine and the input's header, or a plain ``.npy`` array."""
+    if source.affine is None:
+        write_atomically(path, lambda temporary: np.save(temporary, array, allow_pickle=False))
+    else:
+        write_nifti(path, array, upsampled_affine(source.affine, source.axis, scale), source.header)
