@@ -37,7 +37,7 @@ def small_config(**changes) -> TrainConfig:
 
 def test_thirty_steps_lower_the_loss(tmp_path: Path) -> None:
     trainer = Trainer(small_config(decay_fraction=1.0), [TrainingVolume("p", phantom(), 2.0)], tmp_path)
-    trainer.run(show_progress=False)
+    trainer.run()
     totals = [record["total"] for record in trainer.history]
     assert len(totals) == 30
     assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5])

@@ -1,5 +1,6 @@
-"""The ``ct-slice-synthesis`` command: the parser and exit codes (``main``) and one module per subcommand
-(``train``, ``evaluate``, ``demo``). The top of the import order: it may import every other package.
+"""The ``ct-slice-synthesis`` command: the parser and exit codes (``main``), one module per subcommand
+(``synthesize``, ``train``, ``evaluate``, ``demo``), what they share (``arguments``) and how long runs show their
+progress (``progress``). The top of the import order: it may import every other package.
 
 ``main`` and its exit codes are re-exported for the console entry point ``CTSliceSynthesisLib.cli:main`` and
 ``Training/train.py``; ``python -m CTSliceSynthesisLib.cli`` runs it too.

@@ -1,6 +1,7 @@
 """``ct-slice-synthesis synthesize``: the flags, then one run of the file-to-file pipeline
 (:func:`~CTSliceSynthesisLib.inference.pipeline.run_pipeline`, which the Slicer module's background process runs
-too) with a progress bar, and what was done on stderr."""
+too) with its progress (a bar on a terminal, time-stamped lines elsewhere: ``cli/progress.py``), and what was
+done, on stderr."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, List
 
 from ..core.config import FUSIONS, PRECISION_HELP, PRECISIONS
 from .arguments import PROGRAM, parse_axis
+from .progress import ProgressReporter
 
 if TYPE_CHECKING:
     from ..inference.pipeline import PipelineResult, RunInfo
@@ -46,13 +48,11 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
         help="first fine-tune the model on this volume itself for this many seconds (self-supervised; default 0: off)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (or progress lines, when not a terminal)")
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """Run the pipeline on the flags' files; warnings always go to stderr, the rest unless ``--quiet``."""
-    from tqdm import tqdm
-
     from ..inference.pipeline import PipelineOptions, run_pipeline
 
     options = PipelineOptions(
@@ -69,24 +69,23 @@ def run_synthesize(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    bars: List[tqdm] = []  # the bar starts with the work, so that a refusal stays one line
+    shown: List[ProgressReporter] = []  # progress starts with the work, so that a refusal stays one line
 
     def ready(info: "RunInfo") -> None:
         say(describe_run(info))
-        bars.append(tqdm(total=100, disable=args.quiet, unit="%", bar_format=BAR_FORMAT))
+        shown.append(ProgressReporter("synthesize", enabled=not args.quiet, bar_format=BAR_FORMAT))
 
     def progress(fraction: float, stage: str) -> None:
-        for bar in bars:
-            bar.set_description(stage)
-            bar.update(round(100 * fraction) - bar.n)
+        for reporter in shown:
+            reporter.update(fraction, stage)
 
     try:
         result = run_pipeline(
             options, progress=progress, log=lambda line: print(f"{PROGRAM}: {line}", file=sys.stderr), on_ready=ready
         )
     finally:
-        for bar in bars:
-            bar.close()
+        for reporter in shown:
+            reporter.close()
     if result.calibration_summary:
         say(result.calibration_summary)
     say(describe_output(result, args.output))

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.config import PRESETS, SUPPORTED_SCALES, TRAINING_PRECISIONS
 from ..core.degradation import TRAINING_DEGRADATIONS
 from ..core.errors import InputError
+from .progress import ProgressReporter
 
 # Command-line flag → TrainConfig field, for the settings given as plain values.
 TRAIN_FLAGS = {
@@ -73,7 +74,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--init", type=Path, help="fine-tune: start from this checkpoint's weights")
     parser.add_argument("--validate", type=Path, help="thin-slice NIfTI volume: report PSNR at each checkpoint")
     parser.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint kept)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (or progress lines, when not a terminal)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -118,8 +119,21 @@ def run_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     validation = _validation_hook(args.validate, trainer, config.scale) if args.validate else None
+    reporter = ProgressReporter(
+        "train", enabled=not args.quiet and context.is_main, total=config.steps, unit="step", initial=trainer.step,
+        dynamic_ncols=True,
+    )
+
+    def on_step(record: Dict[str, float]) -> None:
+        step = int(record["step"])
+        losses = f"loss={record['total']:.4g}, lr={trainer.learning_rate_at(step - 1):.0e}"
+        reporter.update(step / config.steps, "", losses)
+        if validation is not None:
+            validation(record)
+
     try:
-        trainer.run(show_progress=not args.quiet, time_budget_s=args.time_budget, on_step=validation)
+        with reporter:
+            trainer.run(time_budget_s=args.time_budget, on_step=on_step)
     finally:
         if context.is_main:
             write_history(trainer.history, args.output_dir)

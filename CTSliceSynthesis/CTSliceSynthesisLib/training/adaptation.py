@@ -78,5 +78,5 @@ def adapt_to_volume(
             elapsed = time.monotonic() - started
             progress(min(elapsed / time_budget_s, 1.0), f"adapting to this scan: step {int(record['step'])}")
 
-    trainer.run(show_progress=False, time_budget_s=time_budget_s, cancel=cancel, on_step=report)
+    trainer.run(time_budget_s=time_budget_s, cancel=cancel, on_step=report)
     return AdaptedNetworks(trainer.networks, trainer.step)

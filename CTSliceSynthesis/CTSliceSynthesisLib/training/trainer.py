@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ..core.callbacks import CancelCheck
 from ..core.config import SUPPORTED_SCALES, TRAINING_PRECISIONS, model_config
 from ..core.errors import InputError, SynthesisCancelled
 from ..io.atomic import write_atomically
@@ -246,23 +247,17 @@ class Trainer:
 
     def run(
         self,
-        show_progress: bool = True,
         time_budget_s: Optional[float] = None,
-        cancel: Optional[Callable[[], bool]] = None,
+        cancel: Optional[CancelCheck] = None,
         on_step: Optional[Callable[[Dict[str, float]], None]] = None,
     ) -> None:
-        """Train until ``config.steps`` (or the time budget) with a checkpoint every ``checkpoint_every`` steps."""
-        from tqdm import tqdm
+        """Train until ``config.steps`` (or the time budget) with a checkpoint every ``checkpoint_every`` steps.
 
+        ``on_step(record)`` gets each step's losses and ``step`` as it completes: the hook for progress
+        displays (the trainer shows none itself) and validation.
+        """
         started = time.monotonic()
-        bar = tqdm(
-            total=self.config.steps,
-            initial=self.step,
-            disable=not (show_progress and self.context.is_main),
-            unit="step",
-            dynamic_ncols=True,
-        )
-        with contextlib.closing(bar), self._loss_log() as log:
+        with self._loss_log() as log:
             while self.step < self.config.steps:
                 if cancel is not None and cancel():
                     raise SynthesisCancelled("training cancelled")
@@ -270,14 +265,11 @@ class Trainer:
                     break
                 record = self.train_step()
                 log(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['total']:.4g}", lr=f"{self.learning_rate_at(self.step - 1):.0e}")
                 if on_step is not None:
                     on_step(record)
                 if self.step % self.config.checkpoint_every == 0:
                     self.save()
         self.save()
-
 
     @contextlib.contextmanager
     def _loss_log(self) -> Iterator[Callable[[Dict[str, float]], None]]:
