@@ -3,8 +3,8 @@
 The method is "Incremental Cross-View Mutual Distillation for Self-Supervised Medical CT Synthesis"
 (Fang et al., CVPR 2022). The packages, in import order (each imports only from itself and those above it):
 
-- ``core``: settings and presets, errors, voxel geometry, HU scaling, the classical z-only interpolations and the
-  thick-slice simulation; numpy and the standard library only (no torch);
+- ``core``: settings and presets, errors, voxel geometry, HU scaling, the classical z-only interpolations, the
+  thick-slice simulation and the progress/cancel callback types; numpy and the standard library only (no torch);
 - ``nets``: the interpolators (SInt-A with its memory bank, PInt), their building blocks, the cubic base and the
   views (volumes ↔ the 2-D images each network sees);
 - ``io``: NIfTI files, atomic writes, checkpoints, input checks (volume, label maps, memory), the sample CT;
@@ -13,7 +13,8 @@ The method is "Incremental Cross-View Mutual Distillation for Self-Supervised Me
 - ``inference``: whole-volume synthesis, the fusion of the views and its per-volume calibration, models ready for
   inference (bundled weights, devices, precision) and the file-to-file pipeline;
 - ``evaluation``: metrics, scoring against thin-slice truth, reports and figures;
-- ``cli``: the ``ct-slice-synthesis`` command (``synthesize``, ``train``, ``evaluate``, ``demo``).
+- ``cli``: the ``ct-slice-synthesis`` command (``synthesize``, ``train``, ``evaluate``, ``demo``) and its
+  progress display (a bar on a terminal, time-stamped lines in logs).
 
 ``slicer_support`` holds the 3D Slicer module's decisions as plain functions; it imports only ``core``, so it
 works without torch. Every module may import ``__version__`` from here; this file imports nothing.

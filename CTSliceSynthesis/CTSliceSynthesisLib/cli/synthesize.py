@@ -25,7 +25,9 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input", required=True, type=Path, help="thick-slice CT volume (.nii or .nii.gz, HU; or .npy with --axis)"
     )
-    parser.add_argument("--output", required=True, type=Path, help="where to write the result (.nii or .nii.gz)")
+    parser.add_argument(
+        "--output", required=True, type=Path, help="where to write the result (.nii or .nii.gz; .npy for .npy input)"
+    )
     parser.add_argument("--scale", required=True, type=int, help="slices per input gap: 2, 3 or 4")
     parser.add_argument("--model", type=Path, help="checkpoint to use (default: the bundled model for --scale)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
