@@ -204,7 +204,9 @@ def test_loss_config_modes() -> None:
     assert (code.pixel_kind, code.wavelet_weight) == ("l1", 0.1)
     assert (paper.cmd_weight, paper.memory_weight) == (0.15, 0.1)
     assert LossConfig(gamma=1.0).gamma == 1.0
-    assert paper.to_dict() == {"mode": "paper", "levels": 2, "gamma": 0.25, "cmd_weight": 0.15, "memory_weight": 0.1}
+    assert paper.distillation == "mutual" and LossConfig(distillation="from-pint").distillation == "from-pint"
+    assert paper.to_dict() == {"mode": "paper", "levels": 2, "gamma": 0.25, "cmd_weight": 0.15, "memory_weight": 0.1,
+                               "distillation": "mutual"}
 
 
 SCALE = 2
@@ -288,7 +290,7 @@ def mode_runs(lite_networks: SynthesisNetworks, volume: torch.Tensor) -> Dict[st
     memory each ended with."""
     runs: Dict[str, Dict[str, object]] = {}
     for mode in ("paper", "code"):
-        objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(mode=mode))
+        objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(mode=mode), pint_pairs="z")
         reference_networks = copy.deepcopy(lite_networks)
         with torch.no_grad():
             terms = objective(volume)
@@ -345,7 +347,7 @@ def test_memory_updated_once_per_sint_call(
         original(bank, queries)
 
     monkeypatch.setattr(MemoryBank, "update", counting)
-    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(levels=levels))
+    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(levels=levels), pint_pairs="z")
     with torch.no_grad():
         objective(volume)
     assert len(calls) == 1 + levels
@@ -358,7 +360,7 @@ def test_objective_gradients_reach_both_networks(
 ) -> None:
     """The CMD terms alone train both SInt and PInt (mutual distillation, no stop-gradient); the memory has
     no gradient."""
-    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig())
+    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(), pint_pairs="z")
     terms = objective(volume)
     (terms["cmd_coronal"] + terms["cmd_sagittal"]).backward()
     networks = objective.networks
@@ -369,14 +371,14 @@ def test_objective_gradients_reach_both_networks(
 
 def test_objective_rejects_bad_window(lite_networks: SynthesisNetworks) -> None:
     """Training windows need S ≡ 1 (mod r)."""
-    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig())
+    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(), pint_pairs="z")
     with pytest.raises(ValueError):
         objective(torch.rand(1, 6, 16, 16))
 
 
 def test_objective_needs_training_mode(lite_networks: SynthesisNetworks, volume: torch.Tensor) -> None:
     """In eval mode SInt returns no memory losses, which the objective reports instead of crashing later."""
-    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig()).eval()
+    objective = TrainingObjective(copy.deepcopy(lite_networks), LossConfig(), pint_pairs="z").eval()
     with torch.no_grad(), pytest.raises(RuntimeError):
         objective(volume)
 

@@ -35,17 +35,52 @@ def small_config(**changes) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def test_thirty_steps_lower_the_loss(tmp_path: Path) -> None:
-    trainer = Trainer(small_config(decay_fraction=1.0), [TrainingVolume("p", phantom(), 2.0)], tmp_path)
+STAGE_ONLY = {
+    "pint": dict(pint_fraction=1.0, sint_fraction=0.0),
+    "sint": dict(pint_fraction=0.0, sint_fraction=1.0),
+    "joint": dict(pint_fraction=0.0, sint_fraction=0.0),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_ONLY))
+def test_thirty_steps_of_each_stage_lower_its_loss(tmp_path: Path, stage: str) -> None:
+    """PInt alone on in-plane pairs, SInt-A alone, and the joint objective each lower their own loss."""
+    config = small_config(decay_fraction=1.0, pair_batch=8, pair_rows=24, **STAGE_ONLY[stage])
+    trainer = Trainer(config, [TrainingVolume("p", phantom(), 2.0, (1.0, 1.0))], tmp_path)
     trainer.run()
     totals = [record["total"] for record in trainer.history]
     assert len(totals) == 30
+    assert {record["stage"] for record in trainer.history} == {float(("pint", "sint", "joint").index(stage))}
     assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5])
     assert (tmp_path / "checkpoint_latest.pt").is_file()
 
 
+def test_stages_follow_their_fractions_and_restart_the_learning_rate() -> None:
+    """60 / 20 / 20 % of 10 steps: steps 0–5 PInt, 6–7 SInt-A, 8–9 joint; lr ×0.1 after half of each stage."""
+    config = small_config(steps=10, pint_fraction=0.6, sint_fraction=0.2, decay_fraction=0.5)
+    assert config.stage_bounds() == [("pint", 0, 6), ("sint", 6, 8), ("joint", 8, 10)]
+    assert [config.stage_at(step)[0] for step in range(10)] == ["pint"] * 6 + ["sint"] * 2 + ["joint"] * 2
+    trainer = Trainer(config, [TrainingVolume("p", phantom(), 2.0)], None)
+    rates = [trainer.learning_rate_at(step) for step in range(10)]
+    assert rates == pytest.approx([1e-3] * 3 + [1e-4] * 3 + [1e-3, 1e-4] + [1e-3, 1e-4])
+
+
+def test_pint_stage_trains_pint_only() -> None:
+    """A PInt step leaves SInt-A (weights and memory) untouched; a SInt-A step leaves PInt untouched."""
+    trainer = Trainer(small_config(steps=2, pint_fraction=0.5, sint_fraction=0.5, pair_rows=24),
+                      [TrainingVolume("p", phantom(), 2.0)], None)
+    sint_before = {k: v.clone() for k, v in trainer.networks.sint.state_dict().items()}
+    pint_before = {k: v.clone() for k, v in trainer.networks.pint.state_dict().items()}
+    trainer.train_step()
+    assert all(torch.equal(v, trainer.networks.sint.state_dict()[k]) for k, v in sint_before.items())
+    assert not all(torch.equal(v, trainer.networks.pint.state_dict()[k]) for k, v in pint_before.items())
+    pint_after = {k: v.clone() for k, v in trainer.networks.pint.state_dict().items()}
+    trainer.train_step()
+    assert all(torch.equal(v, trainer.networks.pint.state_dict()[k]) for k, v in pint_after.items())
+
+
 def test_memory_is_state_not_parameter() -> None:
-    trainer = Trainer(small_config(steps=1), [TrainingVolume("p", phantom(), 2.0)], None)
+    trainer = Trainer(small_config(steps=1, pint_fraction=0.0, sint_fraction=0.0), [TrainingVolume("p", phantom(), 2.0)], None)
     memory = trainer.networks.sint.memory.items
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert id(memory) not in optimised

@@ -26,9 +26,12 @@ TRAIN_FLAGS = {
     "patch": "patch",
     "region": "region",
     "lr": "learning_rate",
+    "sint_lr": "sint_learning_rate",
     "decay_fraction": "decay_fraction",
     "levels": "levels",
     "gamma": "gamma",
+    "cmd_weight": "cmd_weight",
+    "distillation": "distillation",
     "loss_mode": "loss_mode",
     "checkpoint_every": "checkpoint_every",
     "seed": "seed",
@@ -36,6 +39,15 @@ TRAIN_FLAGS = {
     "profile_width": "profile_width",
     "precision": "precision",
     "checkpoint_activations": "checkpoint_activations",
+    "pint_fraction": "pint_fraction",
+    "sint_fraction": "sint_fraction",
+    "pint_pairs": "pint_pairs",
+    "pair_batch": "pair_batch",
+    "pair_rows": "pair_rows",
+    "pair_columns": "pair_columns",
+    "pair_spacing": "pair_spacing_mm",
+    "pair_thickness_ratio": "pair_thickness_ratio",
+    "pair_geometry": "pair_geometry",
 }
 
 
@@ -51,9 +63,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=int, help="in-plane patch size (default 128)")
     parser.add_argument("--region", type=int, help="patches come from this central region (default 256)")
     parser.add_argument("--lr", type=float, help="initial learning rate (default 1e-4)")
+    parser.add_argument("--sint-lr", type=float, help="SInt-A's learning rate (default: --lr)")
     parser.add_argument("--decay-fraction", type=float, help="lr ×0.1 after this fraction of steps (default 0.2)")
     parser.add_argument("--levels", type=int, help="incremental distillation levels N (default 2)")
     parser.add_argument("--gamma", type=float, help="fraction of voxels kept by the cross-view loss (default 0.25)")
+    parser.add_argument("--cmd-weight", type=float, help="weight of the cross-view terms (default 0.15)")
+    parser.add_argument(
+        "--distillation", choices=("mutual", "from-pint"),
+        help="cross-view terms train both nets (mutual, the paper's default) or SInt-A only, from PInt",
+    )
     parser.add_argument("--loss-mode", choices=("paper", "code"), help="paper (default) or the authors' code")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -67,7 +85,37 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "on", "off"),
         help="recompute activations in the backward pass to save memory (default auto: on for --preset paper)",
     )
+    stages = parser.add_argument_group("stages and scale-matched pairs")
+    stages.add_argument("--pint-fraction", type=float, help="fraction of the steps training PInt alone (default 0.6)")
+    stages.add_argument(
+        "--sint-fraction", type=float, help="fraction training SInt-A alone next (default 0.2); the rest is joint"
+    )
+    stages.add_argument(
+        "--pint-pairs", choices=("inplane", "z"),
+        help="PInt's internal pairs: scale-matched from the in-plane axes (default) or the paper's z-thinning",
+    )
+    stages.add_argument("--pair-batch", type=int, help="in-plane pairs per step (default 32)")
+    stages.add_argument("--pair-rows", type=int, help="pixels of a pair along the in-plane axis (default 48)")
+    stages.add_argument("--pair-columns", type=int, help="input slices of a pair (default 12)")
+    stages.add_argument(
+        "--pair-geometry", choices=("range", "volume"),
+        help="range (default): slice spacings drawn from --pair-spacing; volume: each volume's own spacing "
+        "(and --slice-thickness when given), to fine-tune for a site's scans",
+    )
+    stages.add_argument("--pair-spacing", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="slice spacings of the pairs in mm, log-uniform (default 1 6)")
+    stages.add_argument("--pair-thickness-ratio", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="slice thickness / spacing of the pairs when the thickness is unknown (default 0.8/r 1.4)")
+    parser.add_argument(
+        "--slice-thickness", type=float,
+        help="slice thickness (mm) of the training volumes, when known (with --pair-geometry volume)",
+    )
     parser.add_argument("--pre-downsample", type=int, default=1, help="keep every k-th slice of each volume")
+    parser.add_argument(
+        "--thin-below", type=float, default=0.0, metavar="MM",
+        help="with --pre-downsample k: thin only volumes whose slice spacing is below MM mm (thin-slice scans "
+        "become the thick input the product gets); default 0: all volumes",
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", type=Path, help="continue a training checkpoint exactly")
@@ -92,10 +140,13 @@ def run_train(args: argparse.Namespace) -> int:
         device = torch.device("cuda", context.rank % torch.cuda.device_count())
     given = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     payload: Optional[Dict] = None
+    data_options = {"pre_downsample": args.pre_downsample, "thin_below": args.thin_below,
+                    "slice_thickness": args.slice_thickness}
     if args.resume is not None:
         payload = resume_payload(args.resume)
         settings = {**payload["train_config"], **{k: v for k, v in given.items() if k == "steps"}}
         sources = args.data or [Path(p) for p in payload.get("data_sources", [])]
+        data_options = {**data_options, **payload.get("data_options", {})}
     else:
         settings, sources = given, args.data
     if not sources:
@@ -107,11 +158,17 @@ def run_train(args: argparse.Namespace) -> int:
         if initial.config.preset != config.preset and "preset" not in given:
             config = TrainConfig.from_dict({**asdict(config), "preset": initial.config.preset})
     paths = find_volumes(sources)
-    volumes = [load_volume(path, args.pre_downsample) for path in paths]
+    thickness = data_options["slice_thickness"]
+    if thickness is not None and thickness <= 0:
+        raise InputError("--slice-thickness must be positive")
+    volumes = [load_volume(path, data_options["pre_downsample"], data_options["thin_below"]) for path in paths]
+    for volume in volumes:
+        volume.thickness = thickness
     trainer = Trainer(config, volumes, args.output_dir, device, initial, context)
     if payload is not None:
         trainer.restore(payload)
     trainer.data_sources = [str(p) for p in sources]
+    trainer.data_options = data_options
     say = print if context.is_main else (lambda *a, **k: None)
     say(
         f"training {config.preset} ×{config.scale} on {len(volumes)} volume(s), device {device}, "

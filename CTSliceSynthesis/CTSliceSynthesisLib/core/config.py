@@ -17,9 +17,13 @@ PRECISION_HELP = (
 )
 # Arithmetic of training steps (autocast of the forward pass; see ``training.trainer.TrainConfig``).
 TRAINING_PRECISIONS = ("fp32", "bf16")
-# How the views are mixed at synthesized slices: eq. 7's mean, or weights calibrated on the volume itself
-# (see ``inference.calibration``).
-FUSIONS = ("equal", "calibrated")
+# How the views are mixed at synthesized slices: the mean of PInt's coronal and sagittal views (the two trained
+# at the input's geometry, with scale-matched pairs), eq. 7's mean of all three views, or weights calibrated on
+# the volume itself (see ``inference.calibration``).
+FUSIONS = ("pint", "equal", "calibrated")
+DEFAULT_FUSION = "pint"
+# "Adapt to this scan": seconds of self-supervised fine-tuning on the input before synthesizing (0: off).
+DEFAULT_ADAPT_SECONDS = 0.0
 
 
 def check_scale(scale: int) -> None:

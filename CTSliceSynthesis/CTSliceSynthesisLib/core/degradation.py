@@ -1,4 +1,5 @@
-"""Thick-slice simulation (spec §9.4): direct sampling, or blur + down-sampling + Gaussian noise."""
+"""Thick-slice simulation (spec §9.4): direct sampling, real thick slices (a box slice profile), or blur +
+down-sampling + Gaussian noise."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 
 BLUR_SIGMA = 1.3
 NOISE_HU = 25.0
-# Test-set simulations of the evaluation: every r-th slice, or blur + noise first (blur_noise_sampling).
-DEGRADATIONS = ("direct", "blur-noise")
+# Test-set simulations of the evaluation: every r-th slice (thin slices with gaps), real thick slices as wide as
+# the new spacing (thick_sampling), or blur + noise first (blur_noise_sampling).
+DEGRADATIONS = ("direct", "thick", "blur-noise")
 # What training windows may be degraded with (training.data.WindowSampler): nothing, or the same blur + noise.
 TRAINING_DEGRADATIONS = ("none", "blur-noise")
 
@@ -26,6 +28,33 @@ def direct_sampling(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
     index = [slice(None)] * volume.ndim
     index[axis] = slice(None, None, scale)
     return volume[tuple(index)]
+
+
+def box_taps(scale: int) -> np.ndarray:
+    """Weights of the thin slices in one thick slice as wide as ``scale`` of them: ``scale`` equal weights for odd
+    ``scale``; for even ``scale`` the box ends halfway through a slice at each side, so ``scale + 1`` slices with
+    half weight at both ends. They sum to 1."""
+    if scale % 2:
+        return np.full(scale, 1.0 / scale)
+    taps = np.ones(scale + 1)
+    taps[0] = taps[-1] = 0.5
+    return taps / scale
+
+
+def thick_sampling(volume: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    """Real thick slices: every ``scale``-th slice along ``axis`` of the box average of the thin slices around it
+    (:func:`box_taps`, centred; the volume is mirrored at both ends). Returns float32."""
+    taps = box_taps(scale)
+    half = len(taps) // 2
+    data = np.moveaxis(np.asarray(volume, dtype=np.float32), axis, 0)
+    length = data.shape[0]
+    centres = np.arange(0, length, scale)
+    result = np.zeros((len(centres),) + data.shape[1:], dtype=np.float64)
+    for offset, weight in zip(range(-half, half + 1), taps):
+        index = np.abs(centres + offset)
+        index = np.where(index > length - 1, 2 * (length - 1) - index, index)
+        result += weight * data[np.clip(index, 0, length - 1)]
+    return np.moveaxis(result.astype(np.float32), 0, axis)
 
 
 def gaussian_taps(sigma: float = BLUR_SIGMA) -> np.ndarray:

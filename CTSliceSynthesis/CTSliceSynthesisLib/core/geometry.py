@@ -1,7 +1,9 @@
-"""Voxel geometry: which axis is thick, and the grid of the synthesized volume. Pure numpy."""
+"""Voxel geometry: which axis is thick, the slices' spacing and thickness, and the grid of the synthesized
+volume. Pure numpy."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -9,6 +11,36 @@ import numpy as np
 from .errors import InputError
 
 ISOTROPY_TOLERANCE = 0.01
+# Where a slice thickness came from, most to least reliable: the user (command line, the Slicer panel), the
+# DICOM Slice Thickness (0018,0050) of the loaded series, an estimate from the voxels, or the spacing itself.
+THICKNESS_SOURCES = ("given", "dicom", "estimated", "spacing")
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """The slices of a volume along its thick axis: spacing Δz and thickness T in mm, where T came from
+    (:data:`THICKNESS_SOURCES`), and the pixel size of the two in-plane axes (in array order)."""
+
+    spacing_mm: float
+    thickness_mm: float
+    thickness_source: str
+    in_plane_mm: Tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if self.thickness_source not in THICKNESS_SOURCES:
+            raise ValueError(f"unknown thickness source {self.thickness_source!r}")
+
+    @property
+    def thickness_known(self) -> bool:
+        """True when T was given or read from DICOM, not estimated or assumed."""
+        return self.thickness_source in ("given", "dicom")
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``5 mm slices every 5 mm (thickness given)``."""
+        return (
+            f"{self.thickness_mm:.3g} mm slices every {self.spacing_mm:.3g} mm "
+            f"(thickness {self.thickness_source}), pixels {self.in_plane_mm[0]:.3g} × {self.in_plane_mm[1]:.3g} mm"
+        )
 
 
 def voxel_spacing(affine: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,11 +18,14 @@ from ..io.nifti import is_nifti_path, read_nifti
 
 @dataclass
 class TrainingVolume:
-    """A volume in HU, z-first ``(S, H, W)`` with z the thick axis, and its slice spacing in mm."""
+    """A volume in HU, z-first ``(S, H, W)`` with z the thick axis, its slice spacing and the pixel size of its
+    two in-plane axes (``H``, ``W``) in mm, and its slice thickness in mm when known."""
 
     name: str
     data: np.ndarray
     slice_spacing: float
+    in_plane: Tuple[float, float] = (1.0, 1.0)
+    thickness: Optional[float] = None
 
 
 def default_window(scale: int) -> int:
@@ -45,13 +48,19 @@ def find_volumes(sources: Sequence[Path]) -> List[Path]:
     return found
 
 
-def load_volume(path: Path, pre_downsample: int = 1) -> TrainingVolume:
-    """Read a NIfTI volume, put its thick axis first, optionally keep only every ``pre_downsample``-th slice."""
+def load_volume(path: Path, pre_downsample: int = 1, thin_below_mm: float = 0.0) -> TrainingVolume:
+    """Read a NIfTI volume, put its thick axis first, optionally keep only every ``pre_downsample``-th slice.
+
+    A volume whose slice spacing is below ``thin_below_mm`` is a thin-slice scan: it is used as the thick input
+    the product would get (every ``pre_downsample``-th slice), never at its own spacing.
+    """
     volume = read_nifti(path)
     spacing = voxel_spacing(volume.affine)
     axis = thick_axis(spacing)
-    data = np.ascontiguousarray(np.moveaxis(volume.data, axis, 0)[::pre_downsample])
-    return TrainingVolume(name=Path(path).name, data=data, slice_spacing=float(spacing[axis]) * pre_downsample)
+    keep = pre_downsample if spacing[axis] < thin_below_mm or thin_below_mm <= 0 else 1
+    data = np.ascontiguousarray(np.moveaxis(volume.data, axis, 0)[::keep])
+    in_plane = tuple(float(spacing[a]) for a in range(3) if a != axis)
+    return TrainingVolume(Path(path).name, data, float(spacing[axis]) * keep, in_plane)  # type: ignore[arg-type]
 
 
 def thicken_slices(stack: np.ndarray, width: int) -> np.ndarray:
