@@ -205,8 +205,9 @@ def test_an_untrained_lite_model_scores_as_cubic_interpolation(scale: int) -> No
         assert methods[name]["ssim_mean"] == pytest.approx(methods["cubic"]["ssim_mean"], abs=1e-4)
     worse = min(methods["linear"]["psnr_synthesized"], methods["cubic"]["psnr_synthesized"])
     assert methods["calibrated"]["psnr_synthesized"] >= worse - 0.01
-    for scores in methods.values():
-        assert set(scores) == set(METRICS) | {"seconds"}
+    for name, scores in methods.items():
+        extra = {"adapt_seconds", "adapted_steps"} if name == "ours" else set()
+        assert set(scores) == set(METRICS) | {"seconds"} | extra
         assert scores["psnr_all"] > scores["psnr_synthesized"]  # the exact acquired slices count in the first
     assert methods["linear"]["psnr_all"] > methods["nearest"]["psnr_all"]
     assert result["truth_shape"] == [40, 48, 17] and result["thick_shape"] == [40, 48, (16 // scale) + 1]
@@ -274,8 +275,12 @@ def test_summary_margins_over_the_better_classical_method() -> None:
     summary = fake_report()["summary"]
     margins = [(row["volume"], row["scale"], row["margin_psnr_all"]) for row in summary["per_volume"]]
     assert margins == [("a.nii.gz", 2, 1.0), ("a.nii.gz", 4, -1.0), ("b.nii.gz", 2, 0.5)]
-    assert summary["mean_per_scale"]["2"] == {"volumes": 2, "margin_psnr_all": 0.75, "margin_psnr_synthesized": 0.75}
-    assert summary["mean_per_scale"]["4"]["margin_psnr_synthesized"] == -1.0
+    assert summary["mean_per_scale"]["direct x2"] == {
+        "degradation": "direct", "scale": 2, "volumes": 2,
+        "margin_psnr_all": 0.75, "margin_psnr_synthesized": 0.75, "margin_ssim_mean": 0.0,
+    }
+    assert summary["mean_per_scale"]["direct x4"]["margin_psnr_synthesized"] == -1.0
+    assert [row["seconds"] for row in summary["per_volume"]] == [1.0, 1.0, 1.0]
 
 
 def test_report_files(tmp_path: Path) -> None:
@@ -286,7 +291,8 @@ def test_report_files(tmp_path: Path) -> None:
     assert loaded["volumes"][0]["evaluations"][0]["methods"]["ours"]["psnr_all"] is None
     text = markdown.read_text()
     assert text == markdown_report(report)
-    assert "| **mean of 2** | ×2 | **+" in text and "| b.nii.gz | ×2 | +0.50 | +0.50 |" in text
+    assert "| **mean of 2** | direct | ×2 | **+0.75** | **+0.75** | **+0.0000** | |" in text
+    assert "| b.nii.gz | direct | ×2 | +0.50 | +0.50 | +0.0000 | 1.0, 0.0 |" in text
     assert "| ours | **inf** |" in text and text.count("### ×") == 3
 
 
@@ -342,7 +348,7 @@ def test_evaluate_command_without_figures(inputs: dict, capsys) -> None:
     volume = report["volumes"][0]
     assert volume["axis"] == 2 and volume["planes"] == {"c": "sagittal", "s": "coronal"}
     assert [e["scale"] for e in volume["evaluations"]] == [2, 3]
-    assert set(report["summary"]["mean_per_scale"]) == {"2", "3"}
+    assert set(report["summary"]["mean_per_scale"]) == {"direct x2", "direct x3"}
     for evaluation in volume["evaluations"]:
         assert list(evaluation["methods"]) == list(BASELINES) + ["ours"]
         ours, cubic = evaluation["methods"]["ours"], evaluation["methods"]["cubic"]
@@ -355,7 +361,7 @@ def test_evaluate_command_with_figures_ablations_and_compare(inputs: dict, capsy
     argv += ["--degradation", "blur-noise", "--device", "cpu"]
     assert cli.main(argv) == 0
     capsys.readouterr()
-    assert (inputs["out"] / "figures" / "tiny_x2.png").stat().st_size > 10_000
+    assert (inputs["out"] / "figures" / "tiny_x2_blur-noise.png").stat().st_size > 10_000
     evaluation = json.loads((inputs["out"] / "evaluation.json").read_text())["volumes"][0]["evaluations"][0]
     assert list(evaluation["methods"]) == list(BASELINES) + list(ABLATIONS) + ["ours", "compare"]
     assert evaluation["degradation"] == "blur-noise"

@@ -105,7 +105,7 @@ def test_fault_cancel_cli_ctrl_c(tmp_path: Path, models: Dict[int, Path], big_vo
     reader = StderrReader(process.stderr)
     reader.start()
     try:
-        started = wait_for(lambda: "thick axis 2; model" in reader.text() or process.poll() is not None, 120)
+        started = wait_for(lambda: "; model lite_x4" in reader.text() or process.poll() is not None, 120)
         assert started and process.poll() is None, f"the command did not start working: {reader.text()!r}"
         time.sleep(0.3)  # the line comes just before the synthesis starts
         assert process.poll() is None, "synthesis finished before Ctrl-C: use a bigger volume"

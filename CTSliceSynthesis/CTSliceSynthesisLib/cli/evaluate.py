@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..core.config import PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
+from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISIONS, PRECISION_HELP, SUPPORTED_SCALES
 from ..core.degradation import DEGRADATIONS
 from ..core.errors import CheckpointError, InputError, OutputError
 from ..core.geometry import checked_spacing, thick_axis
@@ -35,7 +35,23 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-model", nargs="+", type=Path, help="second model(s), one per scale, scored as the 'compare' row"
     )
-    parser.add_argument("--degradation", choices=DEGRADATIONS, default="direct", help="thick-slice simulation")
+    parser.add_argument(
+        "--degradation", choices=DEGRADATIONS, nargs="+", default=["direct"],
+        help="thick-slice simulations, one or more: direct (every r-th slice, default), thick (real thick slices: "
+        "a box as wide as the new spacing), blur-noise",
+    )
+    parser.add_argument(
+        "--slice-thickness", type=float, metavar="MM",
+        help="thickness (mm) to tell the synthesis the thick input has (default: estimated, as synthesize does)",
+    )
+    parser.add_argument(
+        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
+        help=f"adaptation to each thick input before 'ours', as synthesize does (default {DEFAULT_ADAPT_SECONDS:g})",
+    )
+    parser.add_argument("--adapt-steps", type=int, help="at most this many adaptation steps")
+    parser.add_argument(
+        "--fusion", choices=FUSIONS, default=DEFAULT_FUSION, help=f"fusion of 'ours' (default {DEFAULT_FUSION})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed of --degradation blur-noise (default 0)")
     parser.add_argument("--ablations", action="store_true", help="also score each view and PInt-C+S alone")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
@@ -186,18 +202,22 @@ def evaluate_file(
         "planes": {"c": planes[first], "s": planes[second]},
         "evaluations": [],
     }
-    for scale in scales:
-        model = models[scale]
-        say(f"  ×{scale} ({args.degradation}), model {model.model_id} on {model.device}")
-        crops = None if args.no_figures else ReformatCrops(axis, spacing)
-        result = evaluate_volume(
-            volume.data, scale, model, axis=axis, degradation=args.degradation, ablations=args.ablations,
-            seed=args.seed, compare_model=compares.get(scale), with_disagreement=crops is not None,
-            device=model.device, progress=lambda line: say(f"    {line}"), sink=crops,
-        )
-        entry["evaluations"].append(result)
-        if crops is not None:
-            figure = args.output_dir / FIGURES_DIR / f"{volume_stem(path)}_x{scale}.png"
-            title = f"{path.name} ×{scale} ({args.degradation})"
-            save_evaluation_figure(figure, crops, result["methods"], title, planes)
+    for degradation in args.degradation:
+        for scale in scales:
+            model = models[scale]
+            say(f"  ×{scale} ({degradation}), model {model.model_id} on {model.device}")
+            crops = None if args.no_figures else ReformatCrops(axis, spacing)
+            result = evaluate_volume(
+                volume.data, scale, model, axis=axis, spacing=spacing, slice_thickness=args.slice_thickness,
+                adapt_seconds=args.adapt_seconds, adapt_steps=args.adapt_steps, fusion=args.fusion,
+                degradation=degradation, ablations=args.ablations, seed=args.seed,
+                compare_model=compares.get(scale), with_disagreement=crops is not None, device=model.device,
+                progress=lambda line: say(f"    {line}"), sink=crops,
+            )
+            entry["evaluations"].append(result)
+            if crops is not None:
+                suffix = "" if degradation == "direct" else f"_{degradation}"
+                figure = args.output_dir / FIGURES_DIR / f"{volume_stem(path)}_x{scale}{suffix}.png"
+                title = f"{path.name} ×{scale} ({degradation})"
+                save_evaluation_figure(figure, crops, result["methods"], title, planes)
     return entry

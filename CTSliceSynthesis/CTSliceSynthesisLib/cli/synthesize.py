@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List
 
-from ..core.config import FUSIONS, PRECISION_HELP, PRECISIONS
+from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISION_HELP, PRECISIONS
 from .arguments import PROGRAM, parse_axis
 from .progress import ProgressReporter
 
@@ -39,15 +39,26 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fusion",
         choices=FUSIONS,
-        default="equal",
-        help="equal (default): the paper's mean of the three views (eq. 7); calibrated: weigh the views and "
-        "linear/cubic interpolation by this volume's own held-out slices (experimental, see the README)",
+        default=DEFAULT_FUSION,
+        help="pint (default): the mean of PInt's coronal and sagittal views, trained at the input's geometry; "
+        "equal: the paper's eq. 7, the mean of all three views (SInt-A too); calibrated: weigh the views and "
+        "linear/cubic interpolation by this volume's own held-out slices (see the README)",
     )
     parser.add_argument(
         "--adapt-seconds",
         type=float,
-        default=0.0,
-        help="first fine-tune the model on this volume itself for this many seconds (self-supervised; default 0: off)",
+        default=DEFAULT_ADAPT_SECONDS,
+        help="first fine-tune the model on this volume itself for this many seconds (self-supervised, from its "
+        f"own axial images at its own geometry; default {DEFAULT_ADAPT_SECONDS:g}; 0: off)",
+    )
+    parser.add_argument(
+        "--adapt-steps", type=int, help="at most this many adaptation steps (a run that reaches them is reproducible)"
+    )
+    parser.add_argument(
+        "--slice-thickness",
+        type=float,
+        metavar="MM",
+        help="the input's slice thickness in mm (DICOM Slice Thickness); default: estimated from the volume",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (or progress lines, when not a terminal)")
@@ -68,6 +79,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
         precision=args.precision,
         fusion=args.fusion,
         adapt_seconds=args.adapt_seconds,
+        adapt_steps=args.adapt_steps,
+        slice_thickness=args.slice_thickness,
         overwrite=args.overwrite,
     )
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
@@ -97,9 +110,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
 def describe_run(info: "RunInfo") -> str:
     """The line about the input and the model, printed when both are loaded."""
     spacing = "" if info.spacing is None else f", spacing {' × '.join(f'{s:.3g}' for s in info.spacing)} mm"
+    slices = "" if info.geometry is None else f"; {info.geometry.describe()}"
     return (
-        f"{info.input_name}: {info.shape} {info.dtype}{spacing}, thick axis {info.axis}; model {info.model_id} "
-        f"({info.preset}, ×{info.scale}) on {info.device}, {info.precision}"
+        f"{info.input_name}: {info.shape} {info.dtype}{spacing}, thick axis {info.axis}{slices}; model "
+        f"{info.model_id} ({info.preset}, ×{info.scale}) on {info.device}, {info.precision}"
     )
 
 
@@ -107,4 +121,7 @@ def describe_output(result: "PipelineResult", output: Path) -> str:
     """The last line: what was written, its spacing along the thick axis, and the time it took."""
     info = result.info
     spacing = "" if info.spacing is None else f", spacing {info.spacing[info.axis] / info.scale:.4g} mm"
-    return f"wrote {output} {result.output_shape}{spacing} along axis {info.axis}, in {result.seconds:.1f} s"
+    adapted = f" (adapted to this scan in {result.adapted_steps} steps)" if result.adapted_steps else ""
+    return (
+        f"wrote {output} {result.output_shape}{spacing} along axis {info.axis}, in {result.seconds:.1f} s{adapted}"
+    )

@@ -27,7 +27,7 @@ COLUMNS = (
     ("seconds", "time (s)", "{:.2f}"),
 )
 CLASSICAL = ("linear", "cubic")
-MARGINS = ("psnr_all", "psnr_synthesized")
+MARGINS = ("psnr_all", "psnr_synthesized", "ssim_mean")
 PLANE_OF_WORLD_AXIS = ("sagittal", "coronal", "axial")  # the plane that fixes x (L–R), y (A–P), z (S–I)
 PROTOCOL_NOTES = (
     "PSNR and SSIM map HU to [0, 1] on [−1024, 3072] HU (prediction and truth clipped) and score every output "
@@ -55,16 +55,23 @@ def summarise(volumes: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             methods = evaluation["methods"]
             if OURS not in methods or not all(name in methods for name in CLASSICAL):
                 continue
-            row: Dict[str, Any] = {"volume": volume["name"], "scale": evaluation["scale"]}
+            row: Dict[str, Any] = {
+                "volume": volume["name"],
+                "scale": evaluation["scale"],
+                "degradation": evaluation.get("degradation", "direct"),
+                "seconds": methods[OURS]["seconds"],
+                "adapt_seconds": methods[OURS].get("adapt_seconds", 0.0),
+            }
             for metric in MARGINS:
                 row[f"margin_{metric}"] = methods[OURS][metric] - max(methods[name][metric] for name in CLASSICAL)
             rows.append(row)
     means: Dict[str, Dict[str, Any]] = {}
-    for scale in sorted({row["scale"] for row in rows}):
-        chosen = [row for row in rows if row["scale"] == scale]
-        means[str(scale)] = {"volumes": len(chosen)}
+    for key in sorted({(row["degradation"], row["scale"]) for row in rows}):
+        chosen = [row for row in rows if (row["degradation"], row["scale"]) == key]
+        mean: Dict[str, Any] = {"degradation": key[0], "scale": key[1], "volumes": len(chosen)}
         for metric in MARGINS:
-            means[str(scale)][f"margin_{metric}"] = float(np.mean([row[f"margin_{metric}"] for row in chosen]))
+            mean[f"margin_{metric}"] = float(np.mean([row[f"margin_{metric}"] for row in chosen]))
+        means[f"{key[0]} x{key[1]}"] = mean
     return {"per_volume": rows, "mean_per_scale": means}
 
 
@@ -75,7 +82,8 @@ def markdown_report(report: Dict[str, Any]) -> str:
     for volume in report["volumes"]:
         lines += ["", f"## {volume['name']}", "", _volume_line(volume)]
         for evaluation in volume["evaluations"]:
-            lines += ["", f"### ×{evaluation['scale']}", "", _evaluation_line(evaluation), ""]
+            title = f"×{evaluation['scale']}, {evaluation.get('degradation', 'direct')} thick input"
+            lines += ["", f"### {title}", "", _evaluation_line(evaluation), ""]
             lines += method_table(evaluation["methods"])
     return "\n".join(lines) + "\n"
 
@@ -85,22 +93,28 @@ def _summary_table(summary: Dict[str, Any]) -> List[str]:
     if not summary["per_volume"]:
         return ["No summary: it needs the ours, linear and cubic rows."]
     lines = [
-        "## Summary: ours − max(linear, cubic), dB",
+        "## Summary: ours − max(linear, cubic)",
         "",
-        "| volume | r | Δ PSNR all | Δ PSNR synth. |",
-        "|---|---|---:|---:|",
+        "| volume | thick input | r | Δ PSNR all (dB) | Δ PSNR synth. (dB) | Δ SSIM mean | ours: time (s), of which adaptation |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for row in summary["per_volume"]:
-        lines.append(f"| {row['volume']} | ×{row['scale']} | {_signed(row['margin_psnr_all'])} | "
-                     f"{_signed(row['margin_psnr_synthesized'])} |")
-    for scale, mean in summary["mean_per_scale"].items():
-        lines.append(f"| **mean of {mean['volumes']}** | ×{scale} | **{_signed(mean['margin_psnr_all'])}** | "
-                     f"**{_signed(mean['margin_psnr_synthesized'])}** |")
+        lines.append(
+            f"| {row['volume']} | {row['degradation']} | ×{row['scale']} | {_signed(row['margin_psnr_all'])} | "
+            f"{_signed(row['margin_psnr_synthesized'])} | {_signed(row['margin_ssim_mean'], 4)} | "
+            f"{row['seconds']:.1f}, {row['adapt_seconds']:.1f} |"
+        )
+    for mean in summary["mean_per_scale"].values():
+        lines.append(
+            f"| **mean of {mean['volumes']}** | {mean['degradation']} | ×{mean['scale']} | "
+            f"**{_signed(mean['margin_psnr_all'])}** | **{_signed(mean['margin_psnr_synthesized'])}** | "
+            f"**{_signed(mean['margin_ssim_mean'], 4)}** | |"
+        )
     return lines
 
 
-def _signed(value: float) -> str:
-    return f"{value:+.2f}"
+def _signed(value: float, digits: int = 2) -> str:
+    return f"{value:+.{digits}f}"
 
 
 def _volume_line(volume: Dict[str, Any]) -> str:
@@ -118,9 +132,16 @@ def _evaluation_line(evaluation: Dict[str, Any]) -> str:
     models = "; ".join(
         f"{role}: {m['id']} ({m['preset']}, {m['device']})" for role, m in evaluation["models"].items()
     )
+    geometry = evaluation.get("slice_geometry")
+    slices = "" if not geometry else (
+        f" Its slices as the synthesis saw them: {geometry['thickness_mm']:.3g} mm thick "
+        f"({geometry['thickness_source']}) every {geometry['spacing_mm']:.3g} mm."
+    )
+    adapted = evaluation["methods"].get(OURS, {}).get("adapted_steps")
+    adaptation = f" 'ours' adapted to the thick input in {adapted} steps." if adapted else ""
     return (
         f"Truth {truth} from a {evaluation['degradation']} thick input {thick} (seed {evaluation['seed']}), "
-        f"{evaluation['synthesized_slices']} synthesized slices. Models: {models or 'none'}."
+        f"{evaluation['synthesized_slices']} synthesized slices.{slices} Models: {models or 'none'}.{adaptation}"
     )
 
 

@@ -8,11 +8,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..core.degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, trim_to_multiple
+from ..core.config import DEFAULT_FUSION
+from ..core.degradation import DEGRADATIONS, blur_noise_sampling, direct_sampling, thick_sampling, trim_to_multiple
 from ..core.errors import InputError
 from ..core.interpolation import upsample_cubic, upsample_lanczos3, upsample_linear, upsample_nearest
 from ..inference.calibration import calibrated_weights
 from ..inference.model_store import SynthesisModel
+from ..inference.pipeline import slice_geometry, synthesize_scan
 from ..inference.synthesis import synthesize_volume
 from ..nets import SynthesisNetworks
 from .metrics import psnr, saint_psnr, ssim_views, synthesized_indices
@@ -24,7 +26,8 @@ BASELINES: Dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "lanczos3": upsample_lanczos3,
 }
 # Ablation rows: the views averaged at synthesized slices, and the fusion calibrated on each volume (see
-# inference/calibration.py). The "ours" row is the product's default, eq. 7 (the mean of all three views).
+# inference/calibration.py), all with the model "ours" used (adapted to the volume when adaptation is on). The
+# "ours" row is the product's default: adaptation as asked, then eq. 7 (the mean of all three views).
 ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "SInt-A": ("axial",),
     "PInt-C": ("coronal",),
@@ -33,6 +36,7 @@ ABLATIONS: Dict[str, Tuple[str, ...]] = {
     "calibrated": ("axial", "coronal", "sagittal"),
 }
 OURS = "ours"
+UNADAPTED = "not adapted"
 COMPARE = "compare"
 METRICS = ("psnr_all", "psnr_synthesized", "ssim_a", "ssim_c", "ssim_s", "ssim_mean", "saint_psnr")
 # Called with a name ("truth", a method, or "disagreement") and the HU volume, e.g. to keep figure crops.
@@ -73,6 +77,8 @@ def simulate_thick(
     truth = trim_to_multiple(thin_hu, scale, axis).astype(np.float32)
     if degradation == "direct":
         return truth, np.ascontiguousarray(direct_sampling(truth, scale, axis))
+    if degradation == "thick":
+        return truth, thick_sampling(truth, scale, axis)
     in_plane = min(a for a in range(3) if a != axis)
     thick = blur_noise_sampling(truth, scale, axis, in_plane_axis=in_plane, rng=np.random.default_rng(seed))
     return truth, thick
@@ -97,6 +103,11 @@ def evaluate_volume(
     model: Optional[SynthesisModel],
     *,
     axis: int,
+    spacing: Optional[Sequence[float]] = None,
+    slice_thickness: Optional[float] = None,
+    adapt_seconds: float = 0.0,
+    adapt_steps: Optional[int] = None,
+    fusion: str = DEFAULT_FUSION,
     degradation: str = "direct",
     methods: Sequence[str] = tuple(BASELINES),
     ablations: bool = False,
@@ -107,15 +118,19 @@ def evaluate_volume(
     progress: Optional[Progress] = None,
     sink: Optional[OutputSink] = None,
 ) -> Dict[str, Any]:
-    """Simulate thick slices from the thin-slice ``thin_hu`` (HU, thick axis ``axis``), reconstruct them with
-    the classical ``methods`` (names of :data:`BASELINES`), with ``model`` (full fusion, row ``ours``), with its
-    view subsets of :data:`ABLATIONS` if ``ablations``, and with ``compare_model`` (row ``compare``), and score
-    each against the truth (metrics on ``device``, CPU by default).
+    """Simulate thick slices from the thin-slice ``thin_hu`` (HU, thick axis ``axis``, voxel ``spacing`` in mm),
+    reconstruct them with the classical ``methods`` (names of :data:`BASELINES`), with ``model`` as the product
+    runs it (row ``ours``: the thick input's slice geometry, with ``slice_thickness`` or estimated, adaptation
+    for ``adapt_seconds`` / ``adapt_steps``, then ``fusion``), with the view subsets of :data:`ABLATIONS` of the
+    model ``ours`` used and, when it was adapted, the model as given (row ``not adapted``) if ``ablations``, and
+    with ``compare_model`` (row ``compare``, as given), and score each against the truth (metrics on ``device``,
+    CPU by default).
 
-    Returns a JSON-serialisable dict: the setting, the models used and, per method in run order, the metrics of
-    :data:`METRICS` and ``seconds`` (wall time of the reconstruction). With ``with_disagreement`` the ``ours``
-    run also computes the cross-view disagreement map (inside its timing). ``progress(line)`` is called after
-    each method; ``sink(name, volume)`` receives the truth, every output and the disagreement map.
+    Returns a JSON-serialisable dict: the setting, the thick input's slice geometry, the models used and, per
+    method in table order, the metrics of :data:`METRICS` and ``seconds`` (wall time of the reconstruction;
+    ``ours`` also has ``adapt_seconds`` and ``adapted_steps``). With ``with_disagreement`` the ``ours`` run also
+    computes the cross-view disagreement map (inside its timing). ``progress(line)`` is called after each
+    method; ``sink(name, volume)`` receives the truth, every output and the disagreement map.
     """
     unknown = [name for name in methods if name not in BASELINES]
     if unknown:
@@ -128,11 +143,14 @@ def evaluate_volume(
     truth, thick = simulate_thick(thin_hu, scale, axis, degradation, seed)
     if sink is not None:
         sink("truth", truth)
-    runs = _reconstructions(thick, scale, axis, model, methods, ablations, compare_model, with_disagreement, progress)
+    thick_spacing = None
+    if spacing is not None:
+        thick_spacing = [float(value) for value in spacing]
+        thick_spacing[axis] *= scale
+    geometry = slice_geometry(thick, axis, thick_spacing, slice_thickness) if thick_spacing is not None else None
     scores: Dict[str, Dict[str, float]] = {}
-    for name, reconstruct in runs.items():
-        started = time.perf_counter()
-        output, disagreement = reconstruct()
+
+    def record(name: str, started: float, output: np.ndarray, disagreement: Optional[np.ndarray] = None) -> None:
         seconds = time.perf_counter() - started
         scores[name] = {**score_volume(output, truth, scale, axis, device), "seconds": seconds}
         if sink is not None:
@@ -142,6 +160,30 @@ def evaluate_volume(
         if progress is not None:
             score = scores[name]
             progress(f"{name}: PSNR {score['psnr_all']:.2f} dB, SSIM {score['ssim_mean']:.4f}, {seconds:.1f} s")
+
+    for name in (name for name in BASELINES if name in methods):
+        started = time.perf_counter()
+        record(name, started, BASELINES[name](thick, scale, axis))
+    order = list(scores)
+    if model is not None:
+        started = time.perf_counter()
+        scan = synthesize_scan(
+            thick, axis, model, geometry, fusion=fusion,
+            adapt_seconds=adapt_seconds if geometry is not None else 0.0, adapt_steps=adapt_steps,
+            with_disagreement=with_disagreement,
+        )
+        record(OURS, started, scan.result.volume, scan.result.disagreement)
+        scores[OURS].update(adapt_seconds=scan.adapt_seconds, adapted_steps=scan.adapted_steps)
+        if fusion == "calibrated" and progress is not None:
+            progress(scan.calibration_summary)
+        if ablations:
+            order += _ablation_rows(thick, scale, axis, scan.model, model if scan.adapted_steps else None,
+                                    record, progress)
+        order.append(OURS)
+    if compare_model is not None:
+        started = time.perf_counter()
+        record(COMPARE, started, synthesize_volume(thick, scale, compare_model, axis=axis).volume)
+        order.append(COMPARE)
     models = {OURS: model, COMPARE: compare_model}
     return {
         "scale": scale,
@@ -150,52 +192,50 @@ def evaluate_volume(
         "seed": seed,
         "truth_shape": list(truth.shape),
         "thick_shape": list(thick.shape),
+        "slice_geometry": _describe_geometry(geometry),
         "synthesized_slices": int(len(synthesized_indices(truth.shape[axis], scale))),
         "models": {role: describe_model(m) for role, m in models.items() if m is not None},
-        "methods": scores,
+        "methods": {name: scores[name] for name in order},
     }
 
 
-def _reconstructions(
+def _ablation_rows(
     thick: np.ndarray,
     scale: int,
     axis: int,
-    model: Optional[SynthesisModel],
-    methods: Sequence[str],
-    ablations: bool,
-    compare_model: Optional[SynthesisModel],
-    with_disagreement: bool,
-    progress_note: Optional[Progress] = None,
-) -> Dict[str, Reconstruction]:
-    """Name → a call returning ``(output HU, disagreement or None)``, in table order."""
+    model: SynthesisModel,
+    unadapted: Optional[SynthesisModel],
+    record: Callable[..., None],
+    progress: Optional[Progress],
+) -> list:
+    """Score each view subset of :data:`ABLATIONS` with ``model`` and, when given, the ``unadapted`` model with
+    eq. 7; returns the row names in order."""
+    rows = []
+    for name, views in ABLATIONS.items():
+        started = time.perf_counter()
+        weights = None
+        if name == "calibrated":
+            weights, summary = calibrated_weights(thick, model, axis=axis)
+            if progress is not None:
+                progress(summary)
+        record(name, started, synthesize_volume(thick, scale, model, axis=axis, views=views, fusion=weights).volume)
+        rows.append(name)
+    if unadapted is not None:
+        started = time.perf_counter()
+        record(UNADAPTED, started, synthesize_volume(thick, scale, unadapted, axis=axis).volume)
+        rows.append(UNADAPTED)
+    return rows
 
-    def baseline(name: str) -> Reconstruction:
-        return lambda: (BASELINES[name](thick, scale, axis), None)
 
-    def synthesis(
-        chosen: SynthesisModel, views: Tuple[str, ...], disagreement: bool = False, calibrated: bool = False
-    ) -> Reconstruction:
-        def run() -> Tuple[np.ndarray, Optional[np.ndarray]]:
-            weights, summary = calibrated_weights(thick, chosen, axis=axis) if calibrated else (None, "")
-            result = synthesize_volume(
-                thick, scale, chosen, axis=axis, views=views, with_disagreement=disagreement, fusion=weights
-            )
-            if calibrated and progress_note is not None:
-                progress_note(summary)
-            return result.volume, result.disagreement
-
-        return run
-
-    runs = {name: baseline(name) for name in BASELINES if name in methods}
-    if model is not None:
-        if ablations:
-            runs.update(
-                {name: synthesis(model, views, calibrated=name == "calibrated") for name, views in ABLATIONS.items()}
-            )
-        runs[OURS] = synthesis(model, ("axial", "coronal", "sagittal"), with_disagreement)
-    if compare_model is not None:
-        runs[COMPARE] = synthesis(compare_model, ("axial", "coronal", "sagittal"))
-    return runs
+def _describe_geometry(geometry) -> Optional[Dict[str, Any]]:
+    if geometry is None:
+        return None
+    return {
+        "spacing_mm": geometry.spacing_mm,
+        "thickness_mm": geometry.thickness_mm,
+        "thickness_source": geometry.thickness_source,
+        "in_plane_mm": list(geometry.in_plane_mm),
+    }
 
 
 def describe_model(model: SynthesisModel) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ better classical interpolation instead of being made worse.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..core.errors import InputError
 
@@ -49,3 +49,20 @@ class FusionWeights:
             raise InputError(f"views must be a non-empty subset of {', '.join(VIEWS)}, got {', '.join(views)}")
         share = 1.0 / len(chosen)
         return FusionWeights(**{view: (share if view in chosen else 0.0) for view in VIEWS})
+
+
+# The fixed fusions of ``core.config.FUSIONS`` (``calibrated`` is fitted per volume, in ``calibration.py``).
+PINT_VIEWS = ("coronal", "sagittal")
+
+
+def fusion_weights(name: str) -> Optional[FusionWeights]:
+    """The weights of a fusion named in ``core.config.FUSIONS``: ``pint`` → the mean of PInt's coronal and
+    sagittal views; ``equal`` → eq. 7 (the mean of all three views); ``calibrated`` → ``None`` (fitted per volume
+    by the caller)."""
+    if name == "pint":
+        return FusionWeights.equal_views(PINT_VIEWS)
+    if name == "equal":
+        return FusionWeights.equal_views(VIEWS)
+    if name == "calibrated":
+        return None
+    raise InputError(f"unknown fusion {name!r}")

@@ -2,11 +2,13 @@
 (``Scripts/synthesize_process.py``) both run it.
 
 In order, and before any output exists: the output paths, the input's header (NIfTI) and geometry, the memory
-the run needs, the voxels (:func:`check_volume`, label maps refused, non-HU intensities warned about), the model;
-then adaptation to the scan (optional), calibration of the fusion (optional), the synthesis, and the atomic
-writing of the outputs (the disagreement map first, the output last). Inputs are NIfTI (``.nii``, ``.nii.gz``;
-the output is NIfTI with the up-sampled affine) or a numpy array (``.npy`` with an explicit axis; the output is
-``.npy``).
+the run needs, the voxels (:func:`check_volume`, label maps refused, non-HU intensities warned about), the
+slices' spacing and thickness (given, or estimated from the voxels), the model; then adaptation to the scan
+(default: :data:`~CTSliceSynthesisLib.core.config.DEFAULT_ADAPT_SECONDS`), calibration of the fusion (optional),
+the synthesis, and the atomic writing of the outputs (the disagreement map first, the output last). Inputs are
+NIfTI (``.nii``, ``.nii.gz``; the output is NIfTI with the up-sampled affine and the run's provenance in its
+description) or a numpy array (``.npy`` with an explicit axis and, for adaptation, the voxel spacing; the output
+is ``.npy``). :func:`synthesize_scan` is the same synthesis on an array in memory (the evaluation's "ours").
 
 Example::
 
@@ -19,15 +21,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..core.callbacks import CancelCheck, ProgressCallback, sub_range
-from ..core.config import FUSIONS, check_scale
+from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, check_scale
 from ..core.errors import InputError, OutputError, SynthesisCancelled
-from ..core.geometry import choose_axis, upsampled_affine
+from ..core.geometry import SliceGeometry, choose_axis, upsampled_affine
 from ..io.atomic import write_atomically
 from ..io.checks import (
     check_memory,
@@ -39,9 +41,11 @@ from ..io.checks import (
 )
 from ..io.nifti import NIFTI_SUFFIXES, load_nifti, open_nifti, voxel_itemsizes, write_nifti
 from ..training.adaptation import adapt_to_volume
+from ..training.profiles import estimate_thickness
 from .calibration import calibrated_weights
+from .fusion import fusion_weights
 from .model_store import SynthesisModel, load_model, prepare_model
-from .synthesis import synthesize_volume
+from .synthesis import SynthesisResult, synthesize_volume
 
 NUMPY_SUFFIX = ".npy"
 # Where each stage sits on the overall progress bar (the Slicer module's protocol).
@@ -58,7 +62,11 @@ class PipelineOptions:
     (isotropic voxels and degenerate affines are refused) and is an error for ``.npy`` input. ``checkpoint``
     ``None`` means the bundled weights for ``scale``. ``precision`` is one of ``core.config.PRECISIONS``,
     ``fusion`` one of ``core.config.FUSIONS``; ``adapt_seconds`` > 0 fine-tunes the model on the input for that
-    long first. Without ``overwrite`` an existing output is refused.
+    long first (at most ``adapt_steps`` steps when given: a run that reaches them is reproducible).
+    ``slice_thickness`` is the input's slice thickness in mm when known (``thickness_source`` says where it came
+    from: ``given`` or ``dicom``), else it is estimated from the voxels. ``spacing`` is the voxel spacing in mm
+    of a ``.npy`` input, in array order (NIfTI inputs have theirs in the affine). Without ``overwrite`` an
+    existing output is refused.
     """
 
     input_path: Path
@@ -69,8 +77,12 @@ class PipelineOptions:
     checkpoint: Optional[Path] = None
     device: str = "auto"
     precision: str = "auto"
-    fusion: str = "equal"
-    adapt_seconds: float = 0.0
+    fusion: str = DEFAULT_FUSION
+    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
+    adapt_steps: Optional[int] = None
+    slice_thickness: Optional[float] = None
+    thickness_source: str = "given"
+    spacing: Optional[Tuple[float, float, float]] = None
     overwrite: bool = False
 
 
@@ -78,14 +90,16 @@ class PipelineOptions:
 class RunInfo:
     """The input and the model of a run, known once both are loaded: what the callers report.
 
-    ``spacing`` is the voxel spacing in mm (``None`` for ``.npy`` input); ``model_id`` and ``sha256`` name the
-    weights as loaded, before any adaptation.
+    ``spacing`` is the voxel spacing in mm (``None`` for ``.npy`` input given none) and ``geometry`` the slices'
+    spacing and thickness (``None`` without a spacing); ``model_id`` and ``sha256`` name the weights as loaded,
+    before any adaptation.
     """
 
     input_name: str
     shape: Tuple[int, ...]
     dtype: np.dtype
     spacing: Optional[np.ndarray]
+    geometry: Optional[SliceGeometry]
     axis: int
     scale: int
     model_id: str
@@ -136,41 +150,159 @@ def run_pipeline(
     :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
     """
     report: ProgressCallback = progress or (lambda fraction, stage: None)
+    say = log or (lambda line: None)
     cancelled = cancel or (lambda: False)
     _check_options(options)
-    source = _read_input(options, log or (lambda line: None))
+    source = _read_input(options, say)
+    geometry = slice_geometry(source.data, source.axis, source.spacing, options.slice_thickness,
+                              options.thickness_source)
     report(MODEL_AT, "loading the model")
     model = load_model(options.checkpoint, options.scale, options.device, precision=options.precision)
-    info = _run_info(options, source, model)
+    info = _run_info(options, source, geometry, model)
     if cancelled():
         raise SynthesisCancelled("cancelled before the synthesis started")
     if on_ready is not None:
         on_ready(info)
+    if options.adapt_seconds > 0 and geometry is None:
+        say("warning: the voxel spacing is unknown (.npy input without --spacing): not adapting to this scan")
     started = time.perf_counter()
-    model, steps, synthesis_from = _adapt(model, source, options, report, cancel)
-    weights, summary = None, ""
-    if options.fusion == "calibrated":
-        report(synthesis_from, "calibrating the fusion on this volume")
-        weights, summary = calibrated_weights(source.data, model, axis=source.axis, cancel=cancel)
-    result = synthesize_volume(
+    scan = synthesize_scan(
         source.data,
-        options.scale,
+        source.axis,
         model,
-        axis=source.axis,
-        progress=sub_range(report, synthesis_from, SYNTHESIS_TO),
-        cancel=cancel,
+        geometry,
+        fusion=options.fusion,
+        adapt_seconds=options.adapt_seconds if geometry is not None else 0.0,
+        adapt_steps=options.adapt_steps,
+        precision=options.precision,
         with_disagreement=options.disagreement_path is not None,
-        fusion=weights,
+        progress=report,
+        cancel=cancel,
     )
     seconds = time.perf_counter() - started
     if cancelled():
         raise SynthesisCancelled("cancelled before the output was written")
     report(WRITING_AT, "writing the output")
+    description = provenance(scan.model, options.scale, geometry, scan.adapted_steps)
     if options.disagreement_path is not None:
-        _write(options.disagreement_path, result.disagreement.astype(np.float32, copy=False), source, options.scale)
-    _write(options.output_path, result.volume, source, options.scale)
+        disagreement = scan.result.disagreement.astype(np.float32, copy=False)
+        _write(options.disagreement_path, disagreement, source, options.scale, description)
+    _write(options.output_path, scan.result.volume, source, options.scale, description)
     report(1.0, "done")
-    return PipelineResult(info, tuple(result.volume.shape), seconds, summary, steps)
+    return PipelineResult(info, tuple(scan.result.volume.shape), seconds, scan.calibration_summary,
+                          scan.adapted_steps)
+
+
+@dataclass
+class ScanSynthesis:
+    """What :func:`synthesize_scan` made: the synthesis, the model it used (adapted or as given), the number
+    of adaptation steps and the calibration's one-line summary (``""`` without)."""
+
+    result: SynthesisResult
+    model: SynthesisModel
+    adapted_steps: int = 0
+    calibration_summary: str = ""
+    adapt_seconds: float = 0.0
+
+
+def synthesize_scan(
+    data: np.ndarray,
+    axis: int,
+    model: SynthesisModel,
+    geometry: Optional[SliceGeometry],
+    *,
+    fusion: str = DEFAULT_FUSION,
+    adapt_seconds: float = DEFAULT_ADAPT_SECONDS,
+    adapt_steps: Optional[int] = None,
+    precision: str = "auto",
+    with_disagreement: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> ScanSynthesis:
+    """The product's synthesis of one volume in memory (HU, thick axis ``axis``): adaptation to the scan when
+    ``adapt_seconds`` > 0 (it needs ``geometry``), calibration with ``fusion="calibrated"``, then the synthesis.
+
+    ``progress`` sees the pipeline's scale (adaptation from 0.05 to 0.5, synthesis up to 0.97).
+    """
+    report: ProgressCallback = progress or (lambda fraction, stage: None)
+    synthesis_from, steps, adapting_started = SYNTHESIS_FROM, 0, time.perf_counter()
+    if adapt_seconds > 0:
+        if geometry is None:
+            raise InputError("adapting to the scan needs its voxel spacing")
+        report(SYNTHESIS_FROM, "adapting to this scan")
+        spacing = _spacing_of(geometry, axis)
+        adapted = adapt_to_volume(
+            model.networks,
+            data,
+            axis=axis,
+            spacing=spacing,
+            thickness=geometry.thickness_mm if geometry.thickness_known else None,
+            device=model.device,
+            time_budget_s=adapt_seconds,
+            max_steps=adapt_steps,
+            progress=sub_range(report, SYNTHESIS_FROM, ADAPTED_AT),
+            cancel=cancel,
+        )
+        model_id = f"{model.model_id}+adapted{adapted.steps}"
+        model = prepare_model(adapted.networks, model_id, None, model.device, precision)
+        synthesis_from, steps = ADAPTED_AT, adapted.steps
+    adapt_spent = time.perf_counter() - adapting_started if steps else 0.0
+    weights, summary = fusion_weights(fusion), ""
+    if fusion == "calibrated":
+        report(synthesis_from, "calibrating the fusion on this volume")
+        weights, summary = calibrated_weights(data, model, axis=axis, cancel=cancel)
+    result = synthesize_volume(
+        data,
+        model.scale,
+        model,
+        axis=axis,
+        progress=sub_range(report, synthesis_from, SYNTHESIS_TO),
+        cancel=cancel,
+        with_disagreement=with_disagreement,
+        fusion=weights,
+    )
+    return ScanSynthesis(result, model, steps, summary, adapt_spent)
+
+
+def slice_geometry(
+    data: np.ndarray,
+    axis: int,
+    spacing: Optional[Sequence[float]],
+    thickness: Optional[float],
+    source: str = "given",
+) -> Optional[SliceGeometry]:
+    """The slices' spacing and thickness: ``thickness`` when given (from ``source``), else estimated from the
+    voxels (``training.profiles.estimate_thickness``), else the spacing itself. ``None`` without a spacing."""
+    if spacing is None:
+        return None
+    axis = axis % 3
+    slice_spacing = float(spacing[axis])
+    in_plane = tuple(float(spacing[a]) for a in range(3) if a != axis)
+    if thickness is not None:
+        return SliceGeometry(slice_spacing, float(thickness), source, in_plane)  # type: ignore[arg-type]
+    estimate = estimate_thickness(np.moveaxis(data, axis, 0), slice_spacing, in_plane)
+    if estimate is not None:
+        return SliceGeometry(slice_spacing, estimate.thickness_mm, "estimated", in_plane)  # type: ignore[arg-type]
+    return SliceGeometry(slice_spacing, slice_spacing, "spacing", in_plane)  # type: ignore[arg-type]
+
+
+def _spacing_of(geometry: SliceGeometry, axis: int) -> Tuple[float, float, float]:
+    """Voxel spacing in array order from a slice geometry (the thick axis at ``axis``)."""
+    spacing = list(geometry.in_plane_mm)
+    spacing.insert(axis % 3, geometry.spacing_mm)
+    return tuple(spacing)  # type: ignore[return-value]
+
+
+def provenance(model: SynthesisModel, scale: int, geometry: Optional[SliceGeometry], adapted_steps: int) -> str:
+    """The output's description (NIfTI ``descrip``, at most 80 characters): synthetic, factor, weights, adaptation
+    and the input's slice geometry with the source of its thickness."""
+    base_id = model.model_id.split("+adapted")[0]
+    text = f"CTSliceSynthesis x{scale} {base_id}"
+    if adapted_steps:
+        text += f" +adapt{adapted_steps}"
+    if geometry is not None:
+        text += f"; in T={geometry.thickness_mm:.2f}mm({geometry.thickness_source}) dz={geometry.spacing_mm:.2f}mm"
+    return text[:80]
 
 
 def _check_options(options: PipelineOptions) -> None:
@@ -180,6 +312,12 @@ def _check_options(options: PipelineOptions) -> None:
         raise InputError(f"unknown fusion {options.fusion!r}: choose one of {', '.join(FUSIONS)}")
     if options.adapt_seconds < 0:
         raise InputError("--adapt-seconds must not be negative")
+    if options.adapt_steps is not None and options.adapt_steps < 1:
+        raise InputError("--adapt-steps must be at least 1")
+    if options.slice_thickness is not None and not options.slice_thickness > 0:
+        raise InputError("--slice-thickness must be a positive number of mm")
+    if options.spacing is not None and (len(options.spacing) != 3 or not all(v > 0 for v in options.spacing)):
+        raise InputError("--spacing needs three positive numbers (mm)")
     suffixes = (NUMPY_SUFFIX,) if _is_numpy(options.input_path) else NIFTI_SUFFIXES
     outputs = [options.output_path] + ([options.disagreement_path] if options.disagreement_path else [])
     for output in outputs:
@@ -188,12 +326,15 @@ def _check_options(options: PipelineOptions) -> None:
         raise OutputError("--disagreement must differ from --output")
 
 
-def _run_info(options: PipelineOptions, source: _Input, model: SynthesisModel) -> RunInfo:
+def _run_info(
+    options: PipelineOptions, source: _Input, geometry: Optional[SliceGeometry], model: SynthesisModel
+) -> RunInfo:
     return RunInfo(
         input_name=options.input_path.name,
         shape=tuple(source.data.shape),
         dtype=source.data.dtype,
         spacing=source.spacing,
+        geometry=geometry,
         axis=source.axis,
         scale=options.scale,
         model_id=model.model_id,
@@ -238,7 +379,8 @@ def _read_numpy(options: PipelineOptions, log: Log) -> _Input:
         raise InputError(f"cannot read {path.name}: not a readable .npy array ({type(error).__name__})") from None
     # The array is the volume on screen, not a file the user named: messages call it "the volume".
     _check_voxels(data, options.scale, options.axis, "the volume", log)
-    return _Input(data, options.axis, None)
+    spacing = np.asarray(options.spacing, dtype=np.float64) if options.spacing is not None else None
+    return _Input(data, options.axis, spacing)
 
 
 def _check_memory(
@@ -258,34 +400,11 @@ def _check_voxels(data: np.ndarray, scale: int, axis: int, name: str, log: Log) 
         log(f"warning: {warning}")
 
 
-def _adapt(
-    model: SynthesisModel,
-    source: _Input,
-    options: PipelineOptions,
-    report: ProgressCallback,
-    cancel: Optional[CancelCheck],
-) -> Tuple[SynthesisModel, int, float]:
-    """``(model, adaptation steps, where the synthesis starts on the progress bar)``: the model as loaded when
-    ``adapt_seconds`` is 0, else fine-tuned on the input for that long."""
-    if options.adapt_seconds <= 0:
-        return model, 0, SYNTHESIS_FROM
-    report(SYNTHESIS_FROM, "adapting to this scan")
-    adapted = adapt_to_volume(
-        model.networks,
-        source.data,
-        axis=source.axis,
-        device=model.device,
-        time_budget_s=options.adapt_seconds,
-        progress=sub_range(report, SYNTHESIS_FROM, ADAPTED_AT),
-        cancel=cancel,
-    )
-    model_id = f"{model.model_id}+adapted{adapted.steps}"
-    return prepare_model(adapted.networks, model_id, None, model.device, options.precision), adapted.steps, ADAPTED_AT
-
-
-def _write(path: Path, array: np.ndarray, source: _Input, scale: int) -> None:
-    """Atomically: NIfTI with the up-sampled affine and the input's header, or a plain ``.npy`` array."""
+def _write(path: Path, array: np.ndarray, source: _Input, scale: int, description: str) -> None:
+    """Atomically: NIfTI with the up-sampled affine, the input's header and ``description``, or a plain
+    ``.npy`` array."""
     if source.affine is None:
         write_atomically(path, lambda temporary: np.save(temporary, array, allow_pickle=False))
     else:
-        write_nifti(path, array, upsampled_affine(source.affine, source.axis, scale), source.header)
+        affine = upsampled_affine(source.affine, source.axis, scale)
+        write_nifti(path, array, affine, source.header, description)

@@ -8,7 +8,7 @@ and that accumulator. Acquired slices are copied from the input, bit-exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,6 +31,12 @@ PINT_PIXELS_PER_CALL = 256 * 1024
 # Slices of context on each side of an axial chunk for the cubic base: the B-spline prefilter's influence decays
 # as 0.268^k, so 10 slices keep the base within 2e-6 (relative) of the whole-volume spline.
 CUBIC_CONTEXT_SLICES = 10
+# Only the body needs the networks: voxels above BODY_HU (soft tissue, bone, the table) in any slice, with a
+# margin of BODY_MARGIN pixels of air (beyond the networks' reach from the body). The rest, air, gets cubic
+# interpolation. Cropping is skipped when the box covers more than CROP_MAX_AREA of the image.
+BODY_HU = -500.0
+BODY_MARGIN = 16
+CROP_MAX_AREA = 0.85
 
 
 @dataclass
@@ -77,15 +83,63 @@ def synthesize_volume(
     needed = [view for view in VIEWS if getattr(weights, view) > 0 or with_disagreement]
     source = np.moveaxis(volume, axis, 0)
     classical = weights.linear > 0 or weights.cubic > 0
-    run = _Synthesis(source, model, progress, cancel, passes=len(needed) + (0.2 if classical else 0.0))
-    disagreement = None
+    box = body_box(source)
+    passes = len(needed) * _area_fraction(source, box) + (0.2 if classical or box is not None else 0.0)
+    run = _Synthesis(source, model, progress, cancel, passes=passes)
+    if box is None:
+        fused, spread = _fuse_views(run, weights, with_disagreement)
+    else:  # the networks see the body and a margin of air; the air further out gets cubic interpolation
+        fused = np.zeros(run.new_shape, dtype=np.float32)
+        run.classical(fused, 0.0, 1.0)
+        region = (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
+        inner = _Synthesis(np.ascontiguousarray(source[region]), model, None, None, parent=run)
+        fused[region], inner_spread = _fuse_views(inner, weights, with_disagreement)
+        spread = None
+        if inner_spread is not None:
+            spread = np.zeros((upsampled_length(source.shape[0], scale),) + source.shape[1:], dtype=np.float32)
+            spread[region] = inner_spread
+    output = _assemble(source, fused, scale)
+    run.report(1.0, "done")
+    disagreement = None if spread is None else np.moveaxis(spread, 0, axis)
+    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement, weights)
+
+
+def body_box(source: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """The in-plane box ``(top, bottom, left, right)`` of a z-first HU volume that holds every voxel above
+    :data:`BODY_HU` in any slice, widened by :data:`BODY_MARGIN` pixels; ``None`` when it covers more than
+    :data:`CROP_MAX_AREA` of the image (cropping would not pay) or nothing is above the threshold."""
+    _, height, width = source.shape
+    body = np.zeros((height, width), dtype=bool)
+    for start in range(0, source.shape[0], 16):  # slabs: no full-size boolean volume
+        body |= (source[start : start + 16] > BODY_HU).any(axis=0)
+    rows, columns = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+    if rows.size == 0:
+        return None
+    top, bottom = max(rows[0] - BODY_MARGIN, 0), min(rows[-1] + 1 + BODY_MARGIN, height)
+    left, right = max(columns[0] - BODY_MARGIN, 0), min(columns[-1] + 1 + BODY_MARGIN, width)
+    if (bottom - top) * (right - left) > CROP_MAX_AREA * height * width:
+        return None
+    return int(top), int(bottom), int(left), int(right)
+
+
+def _area_fraction(source: np.ndarray, box: Optional[Tuple[int, int, int, int]]) -> float:
+    if box is None:
+        return 1.0
+    return (box[1] - box[0]) * (box[3] - box[2]) / float(source.shape[1] * source.shape[2])
+
+
+def _fuse_views(
+    run: "_Synthesis", weights: FusionWeights, with_disagreement: bool
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The views mixed with ``weights`` at the synthesized slices ``(n_new, H, W)`` (float32 units), and with
+    ``with_disagreement`` the spread of the three views (HU, over all output slices)."""
+    spread = None
     if with_disagreement:
         fused = run.axial()
         # Keep the views apart to measure their spread, then mix: Σ w·V = w_total·A + w_c(C − A) + w_s(S − A).
         coronal_minus_axial = run.pixel_view(fused, "coronal", subtract=True)
         sagittal_minus_axial = run.pixel_view(fused, "sagittal", subtract=True)
-        spread = _view_spread(coronal_minus_axial, sagittal_minus_axial, source.shape, scale)
-        disagreement = np.moveaxis(spread, 0, axis)
+        spread = _view_spread(coronal_minus_axial, sagittal_minus_axial, run.source.shape, run.scale)
         fused *= weights.view_total
         coronal_minus_axial *= weights.coronal
         fused += coronal_minus_axial
@@ -101,15 +155,16 @@ def synthesize_volume(
         for view in ("coronal", "sagittal"):
             if getattr(weights, view) > 0:
                 run.pixel_view(fused, view, subtract=False, weight=getattr(weights, view))
-    if classical:
+    if weights.linear > 0 or weights.cubic > 0:
         run.classical(fused, weights.linear, weights.cubic)
-    output = _assemble(source, fused, scale)
-    run.report(1.0, "done")
-    return SynthesisResult(np.moveaxis(output, 0, axis), disagreement, weights)
+    return fused, spread
 
 
 class _Synthesis:
-    """One synthesis run over a z-first volume ``(S, H, W)``; keeps progress accounting and cancellation."""
+    """One synthesis run over a z-first volume ``(S, H, W)``; keeps progress accounting and cancellation.
+
+    A run over a crop of another run's volume (``parent``) reports its work and checks for cancellation there.
+    """
 
     def __init__(
         self,
@@ -118,7 +173,9 @@ class _Synthesis:
         progress: Optional[ProgressCallback],
         cancel: Optional[CancelCheck],
         passes: float = len(VIEWS),
+        parent: Optional["_Synthesis"] = None,
     ) -> None:
+        self.parent = parent
         self.source = source
         self.model = model
         self.scale = model.scale
@@ -137,6 +194,9 @@ class _Synthesis:
             self.progress(min(max(fraction, 0.0), 1.0), message)
 
     def _step(self, work: float, message: str) -> None:
+        if self.parent is not None:
+            self.parent._step(work, message)
+            return
         if self.cancel is not None and self.cancel():
             raise SynthesisCancelled("synthesis cancelled")
         self.done_work += work

@@ -22,6 +22,7 @@ DISK_FULL_REASONS = {
     errno.ENOSPC: "no space left on the disk",
     errno.EFBIG: "the file is larger than this system or process allows (file size limit)",
 }
+DESCRIPTION_BYTES = 80  # the NIfTI-1 descrip field
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError)
 
 
@@ -114,13 +115,22 @@ def _unscaled_if_integral(data: np.ndarray, stored: np.dtype) -> np.ndarray:
     return data.astype(np.float32)
 
 
-def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Header) -> None:
+def write_nifti(
+    path: PathLike,
+    data: np.ndarray,
+    affine: np.ndarray,
+    template: nib.Nifti1Header,
+    description: Optional[str] = None,
+) -> None:
     """Write ``data`` with ``affine`` atomically, keeping the template header's codes, units and intent.
 
-    The data type of the file is the array's; the qform and sform both carry ``affine``.
+    The data type of the file is the array's; the qform and sform both carry ``affine``. ``description`` (at
+    most 80 ASCII characters, cut otherwise) replaces the header's ``descrip`` field: the output's provenance.
     """
     header = template.copy()
     header.set_data_dtype(data.dtype)
+    if description is not None:
+        header["descrip"] = description.encode("ascii", "replace")[:DESCRIPTION_BYTES]
     image = nib.Nifti1Image(data, affine, header=header)
     qform_code = int(template["qform_code"]) or 1
     sform_code = int(template["sform_code"]) or 1
