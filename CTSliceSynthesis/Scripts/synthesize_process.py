@@ -59,9 +59,14 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         precision=request.precision,
         fusion=request.fusion,
         adapt_seconds=request.adapt_seconds,
+        adapt_steps=request.adapt_steps,
+        spacing=request.spacing,
+        slice_thickness=request.slice_thickness,
+        thickness_source=request.thickness_source,
         overwrite=True,  # the module writes into a fresh temporary folder; outputs are replaced atomically
     )
     result = run_pipeline(options, progress=report, cancel=cancelled, log=lambda line: print(line, flush=True))
+    geometry = result.info.geometry
     return {
         "model_id": result.info.model_id,  # provenance names the weights as loaded, adapted or not
         "sha256": result.info.sha256,
@@ -70,6 +75,10 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         "scale": request.scale,
         "axis": int(result.info.axis),
         "adapt_seconds": request.adapt_seconds,
+        "adapted_steps": result.adapted_steps,
+        "slice_spacing_mm": geometry.spacing_mm if geometry else None,
+        "slice_thickness_mm": round(geometry.thickness_mm, 4) if geometry else None,
+        "thickness_source": geometry.thickness_source if geometry else None,
         "seconds": round(time.monotonic() - started, 2),
     }
 

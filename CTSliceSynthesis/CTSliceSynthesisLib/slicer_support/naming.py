@@ -44,8 +44,12 @@ def provenance_attributes(
     device: str,
     adapt_seconds: float,
     input_name: str,
+    adapted_steps: int = 0,
+    slice_thickness: Optional[float] = None,
+    thickness_source: Optional[str] = None,
 ) -> Dict[str, str]:
-    """Node attributes saying how a synthesized volume was made (all values are strings, as MRML stores them)."""
+    """Node attributes saying how a synthesized volume was made (all values are strings, as MRML stores them):
+    the weights, the adaptation, and the input's slice thickness with where it came from."""
     return {
         ATTRIBUTE_PREFIX + "synthetic": "true",
         ATTRIBUTE_PREFIX + "method": METHOD,
@@ -57,5 +61,8 @@ def provenance_attributes(
         ATTRIBUTE_PREFIX + "modelPreset": preset,
         ATTRIBUTE_PREFIX + "device": device,
         ATTRIBUTE_PREFIX + "adaptBudgetSeconds": f"{float(adapt_seconds):g}",
+        ATTRIBUTE_PREFIX + "adaptedSteps": str(int(adapted_steps)),
+        ATTRIBUTE_PREFIX + "inputSliceThickness": "" if slice_thickness is None else f"{float(slice_thickness):.4g}",
+        ATTRIBUTE_PREFIX + "inputSliceThicknessSource": thickness_source or "",
         ATTRIBUTE_PREFIX + "inputVolume": input_name,
     }

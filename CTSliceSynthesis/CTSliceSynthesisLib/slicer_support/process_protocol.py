@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..core.config import FUSIONS, PRECISIONS, SUPPORTED_SCALES
+from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISIONS, SUPPORTED_SCALES
 
 MARKER = "@CTSS"
 EXIT_OK = 0
@@ -56,7 +56,9 @@ class SynthesisRequest:
     adaptation budget (the options of ``ct-slice-synthesis synthesize``; both run the same pipeline).
 
     ``axis`` is the thick axis of the array in the input file (numpy order), or ``None`` to let a NIfTI input's
-    affine decide. ``checkpoint`` ``None`` means the bundled weights for ``scale``.
+    affine decide. ``checkpoint`` ``None`` means the bundled weights for ``scale``. ``spacing`` is the voxel
+    spacing in mm of a ``.npy`` input in numpy order; ``slice_thickness`` the slices' thickness in mm when known
+    (``thickness_source``: ``given`` or ``dicom``), else the process estimates it.
     """
 
     input_path: str
@@ -65,10 +67,14 @@ class SynthesisRequest:
     axis: Optional[int] = None
     checkpoint: Optional[str] = None
     device: str = "auto"
-    adapt_seconds: float = 0.0
+    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
     disagreement_path: Optional[str] = None
     precision: str = "auto"
-    fusion: str = "equal"
+    fusion: str = DEFAULT_FUSION
+    spacing: Optional[Tuple[float, float, float]] = None
+    slice_thickness: Optional[float] = None
+    thickness_source: str = "given"
+    adapt_steps: Optional[int] = None
 
 
 def one_line(text: str) -> str:
@@ -126,10 +132,21 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="thick axis of the array (default: from affine)")
     parser.add_argument("--checkpoint", help="model checkpoint (default: the bundled weights for --scale)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
-    parser.add_argument("--adapt-seconds", type=float, default=0.0, help="self-supervised adaptation budget, 0 = off")
+    parser.add_argument(
+        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
+        help=f"self-supervised adaptation budget, 0 = off (default {DEFAULT_ADAPT_SECONDS:g})",
+    )
+    parser.add_argument("--adapt-steps", type=int, help="at most this many adaptation steps")
+    parser.add_argument("--spacing", type=float, nargs=3, help="voxel spacing (mm) of a .npy input, numpy order")
+    parser.add_argument("--slice-thickness", type=float, help="slice thickness (mm), when known")
+    parser.add_argument(
+        "--thickness-source", choices=("given", "dicom"), default="given", help="where --slice-thickness came from"
+    )
     parser.add_argument("--disagreement", help="also write the per-voxel disagreement map (float32 HU) here")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic (default: auto)")
-    parser.add_argument("--fusion", default="equal", choices=FUSIONS, help="how the views are mixed (default: equal)")
+    parser.add_argument(
+        "--fusion", default=DEFAULT_FUSION, choices=FUSIONS, help=f"how the views are mixed (default: {DEFAULT_FUSION})"
+    )
     return parser
 
 
@@ -138,6 +155,12 @@ def parse_command(argv: Sequence[str]) -> SynthesisRequest:
     args = argument_parser().parse_args(list(argv))
     if args.adapt_seconds < 0:
         argument_parser().error("--adapt-seconds must not be negative")
+    if args.adapt_steps is not None and args.adapt_steps < 1:
+        argument_parser().error("--adapt-steps must be at least 1")
+    if args.slice_thickness is not None and not args.slice_thickness > 0:
+        argument_parser().error("--slice-thickness must be positive")
+    if args.spacing is not None and not all(value > 0 for value in args.spacing):
+        argument_parser().error("--spacing must be positive")
     return SynthesisRequest(
         input_path=args.input,
         output_path=args.output,
@@ -149,6 +172,10 @@ def parse_command(argv: Sequence[str]) -> SynthesisRequest:
         disagreement_path=args.disagreement,
         precision=args.precision,
         fusion=args.fusion,
+        spacing=tuple(args.spacing) if args.spacing is not None else None,
+        slice_thickness=args.slice_thickness,
+        thickness_source=args.thickness_source,
+        adapt_steps=args.adapt_steps,
     )
 
 
@@ -160,12 +187,17 @@ def build_command(python_executable: str, script: str, request: SynthesisRequest
         command += ["--axis", str(request.axis)]
     if request.checkpoint:
         command += ["--checkpoint", request.checkpoint]
-    if request.adapt_seconds > 0:
-        command += ["--adapt-seconds", f"{request.adapt_seconds:g}"]
+    command += ["--adapt-seconds", f"{request.adapt_seconds:g}"]
+    if request.adapt_steps is not None:
+        command += ["--adapt-steps", str(request.adapt_steps)]
+    if request.spacing is not None:
+        command += ["--spacing", *(f"{value:.9g}" for value in request.spacing)]
+    if request.slice_thickness is not None:
+        command += ["--slice-thickness", f"{request.slice_thickness:.9g}", "--thickness-source", request.thickness_source]
     if request.disagreement_path:
         command += ["--disagreement", request.disagreement_path]
     if request.precision != "auto":
         command += ["--precision", request.precision]
-    if request.fusion != "equal":
+    if request.fusion != DEFAULT_FUSION:
         command += ["--fusion", request.fusion]
     return command

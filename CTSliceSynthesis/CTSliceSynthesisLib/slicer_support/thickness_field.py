@@ -1,0 +1,83 @@
+"""The module panel's input slice thickness: which value it holds, where that value came from, and the
+adaptation defaults that follow the engine's.
+
+The panel keeps three values in the scene's parameter node: the thickness shown (mm, ``0`` = unknown), the
+volume it belongs to, and the DICOM Slice Thickness (0018,0050) found for that volume (``0`` = none). Where the
+shown value came from follows from them alone (:func:`thickness_source`), so no widget signal has to tell a
+typed value from one the panel set, and a value typed for a volume survives everything but choosing another
+volume: saving and reloading the scene, leaving and re-entering the module, or any other parameter change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+# The panel's spin box range; a DICOM value outside it is treated as absent (no CT slice is 100 mm thick).
+MAX_THICKNESS_MM = 100.0
+# The spin box shows 3 decimals (0.625 mm is a common thickness); values closer than this are the same value.
+TOLERANCE_MM = 5e-4
+# Where a thickness in the panel came from: the DICOM header of the input, or the user.
+SOURCE_DICOM = "dicom"
+SOURCE_GIVEN = "given"
+# The panel's "Adapt to this scan" seconds spin box range.
+ADAPT_SECONDS_RANGE = (10, 3600)
+ADAPT_SECONDS_WHEN_OFF = 60
+
+
+@dataclass(frozen=True)
+class ThicknessField:
+    """The thickness state of the panel: ``value`` (mm, 0 = unknown) for the volume ``volume_id`` (``""``: none),
+    whose DICOM Slice Thickness is ``dicom_value`` (mm, 0 = none)."""
+
+    volume_id: str = ""
+    value: float = 0.0
+    dicom_value: float = 0.0
+
+
+def usable_thickness(value: Optional[float]) -> float:
+    """``value`` when it is a thickness the panel can hold (0 < value ≤ :data:`MAX_THICKNESS_MM`), else 0."""
+    try:
+        number = float(value) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+    return number if 0.0 < number <= MAX_THICKNESS_MM else 0.0
+
+
+def for_input(field: ThicknessField, volume_id: str, dicom_lookup: Callable[[], Optional[float]]) -> ThicknessField:
+    """The state once ``volume_id`` is the input: ``field`` itself when it already belongs to that volume (a typed
+    value is kept), else the new volume's DICOM thickness, or 0 (unknown) without one. ``dicom_lookup`` is called
+    only for a new, non-empty ``volume_id``."""
+    volume_id = volume_id or ""
+    if volume_id == field.volume_id:
+        return field
+    dicom = usable_thickness(dicom_lookup()) if volume_id else 0.0
+    return ThicknessField(volume_id, dicom, dicom)
+
+
+def thickness_source(value: float, dicom_value: float) -> Optional[str]:
+    """Where ``value`` came from: :data:`SOURCE_DICOM` when it is the volume's DICOM thickness, :data:`SOURCE_GIVEN`
+    for any other positive value (typed by the user), ``None`` for 0 (unknown: the engine estimates it)."""
+    if not value > 0:
+        return None
+    if dicom_value > 0 and abs(value - dicom_value) <= TOLERANCE_MM:
+        return SOURCE_DICOM
+    return SOURCE_GIVEN
+
+
+def request_thickness(value: float, dicom_value: float) -> Tuple[Optional[float], str]:
+    """``(slice_thickness, thickness_source)`` for a synthesis request: ``(None, "given")`` when unknown."""
+    source = thickness_source(value, dicom_value)
+    if source is None:
+        return None, SOURCE_GIVEN
+    return float(value), source
+
+
+def adaptation_defaults(default_seconds: float) -> Tuple[bool, int]:
+    """``(adapt to the scan, seconds)`` the panel starts with, following the engine's default budget: on with that
+    budget (rounded into the spin box range) when it is positive, else off with :data:`ADAPT_SECONDS_WHEN_OFF`
+    ready in the spin box."""
+    if not default_seconds > 0:
+        return False, ADAPT_SECONDS_WHEN_OFF
+    low, high = ADAPT_SECONDS_RANGE
+    return True, int(min(max(round(float(default_seconds)), low), high))
