@@ -31,15 +31,19 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
 from CTSliceSynthesisLib.core.errors import InputError
 from CTSliceSynthesisLib.core.geometry import voxel_spacing
-from CTSliceSynthesisLib.slicer_support import dependencies, ijk_geometry, layout, naming
+from CTSliceSynthesisLib.slicer_support import dependencies, dicom_thickness, ijk_geometry, layout, naming
+from CTSliceSynthesisLib.slicer_support import thickness_field
 from CTSliceSynthesisLib.slicer_support.process_protocol import DEVICES, SynthesisRequest, build_command, one_line
 from CTSliceSynthesisLib.slicer_support.process_runner import Outcome, SynthesisProcess, python_slicer_executable
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent
 MODEL_SOURCES = ("Bundled weights", "Checkpoint file")
 POLL_INTERVAL_MS = 200
+# "Adapt to this scan" starts as the engine's default budget says (on with it, or off).
+ADAPT_DEFAULT_ON, ADAPT_DEFAULT_SECONDS = thickness_field.adaptation_defaults(DEFAULT_ADAPT_SECONDS)
 CITATION = (
     "Chaowei Fang, Liang Wang, Dingwen Zhang, Jun Xu, Yixuan Yuan, Junwei Han. Incremental Cross-view Mutual "
     "Distillation for Self-supervised Medical CT Synthesis. CVPR 2022. arXiv:2112.10325"
@@ -64,6 +68,8 @@ class CTSliceSynthesis(ScriptedLoadableModule):
             "Synthesizes thin slices between the slices of a thick-slice CT volume with a self-supervised network "
             "(the volume's own slices are kept bit-exact; ×2, ×3 or ×4). The result is <b>synthetic</b>: use it for "
             "viewing and research, not for primary diagnosis.<br>"
+            "The input's <i>slice thickness</i> is filled from its DICOM header when it has one; type it if you "
+            "know it, or leave it at 0 for the engine to estimate it from the voxels.<br>"
             "Processing runs in the background; <i>Cancel</i> stops it. The comparison shows the input and the "
             "result side by side in linked views (coronal by default); once linked, choosing another volume in one "
             "view's controller also changes the other.<br>"
@@ -83,9 +89,16 @@ class CTSliceSynthesis(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class CTSliceSynthesisParameterNode:
-    """What the user chose in the module panel; saved with the scene."""
+    """What the user chose in the module panel; saved with the scene.
+
+    ``sliceThicknessMm`` (0 = unknown) belongs to the volume ``thicknessVolumeID``, whose DICOM Slice Thickness is
+    ``dicomSliceThicknessMm`` (0 = none); those two are kept for ``thickness_field`` and have no widget.
+    """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    sliceThicknessMm: Annotated[float, WithinRange(0.0, thickness_field.MAX_THICKNESS_MM)] = 0.0
+    thicknessVolumeID: str = ""
+    dicomSliceThicknessMm: float = 0.0
     outputVolume: vtkMRMLScalarVolumeNode
     disagreementVolume: vtkMRMLScalarVolumeNode
     scale: Annotated[int, Choice([2, 3, 4])] = 2
@@ -95,8 +108,8 @@ class CTSliceSynthesisParameterNode:
     modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = MODEL_SOURCES[0]
     checkpointPath: pathlib.Path
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    adaptToScan: bool = False
-    adaptSeconds: Annotated[int, WithinRange(10, 3600)] = 120
+    adaptToScan: bool = ADAPT_DEFAULT_ON
+    adaptSeconds: Annotated[int, WithinRange(*thickness_field.ADAPT_SECONDS_RANGE)] = ADAPT_DEFAULT_SECONDS
     outputDisagreement: bool = False
     showComparison: bool = True
     orientation: Annotated[str, Choice(list(layout.ORIENTATIONS))] = "Coronal"
@@ -186,6 +199,7 @@ class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         params = self._parameterNode
         if params is None:
             return
+        self.updateThicknessField(params)
         self.ui.scaleComboBox.enabled = not params.useTargetSpacing
         self.ui.targetSpacingSpinBox.enabled = params.useTargetSpacing
         self.ui.checkpointPathLineEdit.enabled = params.modelSource == MODEL_SOURCES[1]
@@ -197,6 +211,38 @@ class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.outputInfoLabel.text = problem or self.logic.describeOutput(params)
         self.ui.applyButton.enabled = problem is None
         self.ui.applyButton.toolTip = problem or _("Synthesize thin slices in the background")
+
+    def updateThicknessField(self, params: CTSliceSynthesisParameterNode) -> None:
+        """Fill the slice thickness from the DICOM header when another input volume is chosen (a value typed for
+        the current volume stays), and say where the value shown came from."""
+        volume = params.inputVolume
+        field = self.logic.thicknessField(params)
+        updated = thickness_field.for_input(field, volume.GetID() if volume else "",
+                                            lambda: self.logic.dicomSliceThickness(volume))
+        if updated is not field:
+            with slicer.util.NodeModify(params.parameterNode):  # one Modified event for the three values
+                params.thicknessVolumeID = updated.volume_id
+                params.sliceThicknessMm = updated.value
+                params.dicomSliceThicknessMm = updated.dicom_value
+        source = thickness_field.thickness_source(updated.value, updated.dicom_value)
+        if source == thickness_field.SOURCE_DICOM and self.dicomThicknessUnused(params):
+            text = _("from the DICOM header, which describes slices along K: not used for another axis")
+        elif source == thickness_field.SOURCE_DICOM:
+            text = _("from the DICOM header")
+        elif source == thickness_field.SOURCE_GIVEN and updated.dicom_value > 0:
+            text = _("typed (DICOM header: {thickness:g} mm)").format(thickness=updated.dicom_value)
+        elif source == thickness_field.SOURCE_GIVEN:
+            text = _("typed")
+        else:
+            text = _("the engine estimates it from the voxels")
+        self.ui.thicknessSourceLabel.text = text
+
+    def dicomThicknessUnused(self, params: CTSliceSynthesisParameterNode) -> bool:
+        """Whether the synthesis would leave out the DICOM thickness shown (another axis than K is synthesized)."""
+        try:
+            return self.logic.thicknessRequest(params)[0] is None
+        except InputError:
+            return False
 
     def onApplyButton(self) -> None:
         """Start the synthesis, or cancel the running one."""
@@ -212,6 +258,7 @@ class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install dependencies")),
             )
             self.ui.logTextEdit.clear()
+            self.ui.lastRunLabel.text = ""
             self._task = self.logic.processFromParameters(
                 params,
                 waitForCompletion=False,
@@ -252,6 +299,9 @@ class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if outputs is None:
             return
+        geometry = thickness_field.describe_result(outputs.info)
+        self.onLog(geometry)
+        self.ui.lastRunLabel.text = geometry
         params = self._parameterNode
         if params is not None:
             params.outputVolume = outputs.outputVolume
@@ -356,6 +406,30 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         volumeNode.GetIJKToRASMatrix(ijkToRAS)
         return volumeNode.GetImageData().GetDimensions(), slicer.util.arrayFromVTKMatrix(ijkToRAS)
 
+    @staticmethod
+    def dicomSliceThickness(volumeNode) -> Optional[float]:
+        """The DICOM Slice Thickness (mm) of a volume loaded from DICOM whose files are still in Slicer's DICOM
+        database, else ``None``."""
+        database = getattr(slicer, "dicomDatabase", None)  # set by the DICOM module; absent without it
+        if volumeNode is None or database is None or not database.isOpen:
+            return None
+        return dicom_thickness.dicom_slice_thickness(
+            volumeNode.GetAttribute("DICOM.instanceUIDs"), database.fileForInstance, database.fileValue)
+
+    @staticmethod
+    def thicknessField(params: CTSliceSynthesisParameterNode) -> thickness_field.ThicknessField:
+        """The slice thickness state stored in ``params``."""
+        return thickness_field.ThicknessField(
+            params.thicknessVolumeID, params.sliceThicknessMm, params.dicomSliceThicknessMm)
+
+    def thicknessRequest(self, params: CTSliceSynthesisParameterNode) -> tuple:
+        """``(sliceThickness, thicknessSource)`` for synthesizing the input of ``params``: the thickness stored in
+        ``params`` when it belongs to that volume (a DICOM value only for slices along K, the axis the DICOM
+        loader stacks them on), else ``(None, "given")``: the engine estimates it. ``InputError`` as
+        :meth:`planGrid`."""
+        grid = self.planGrid(params.inputVolume, self.effectiveScale(params), params.thickAxis)
+        return thickness_field.for_request(self.thicknessField(params), params.inputVolume.GetID(), grid.axis)
+
     def planGrid(self, inputVolume, scale: int, thickAxis: str = "auto") -> ijk_geometry.OutputGrid:
         """The output grid for ``inputVolume`` up-sampled ``scale`` times (raises ``InputError`` if impossible)."""
         dimensions, ijkToRAS = self.inputGeometry(inputVolume)
@@ -409,12 +483,15 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         return ijk_geometry.nonlinear_transform_warning(inputVolume.GetName(), transformNode.GetName())
 
     def processFromParameters(self, params: CTSliceSynthesisParameterNode, **kwargs):
-        """:meth:`process` with the choices stored in ``params``."""
+        """:meth:`process` with the choices stored in ``params`` (the slice thickness from :meth:`thicknessRequest`)."""
+        sliceThickness, thicknessSource = self.thicknessRequest(params)
         return self.process(
             params.inputVolume,
             outputVolume=params.outputVolume,
             scale=self.effectiveScale(params),
             thickAxis=params.thickAxis,
+            sliceThickness=sliceThickness,
+            thicknessSource=thicknessSource,
             checkpoint=str(params.checkpointPath) if params.modelSource == MODEL_SOURCES[1] else None,
             device=params.device,
             adaptSeconds=float(params.adaptSeconds) if params.adaptToScan else 0.0,
@@ -431,7 +508,9 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         thickAxis: str = "auto",
         checkpoint: Optional[str] = None,
         device: str = "auto",
-        adaptSeconds: float = 0.0,
+        adaptSeconds: float = DEFAULT_ADAPT_SECONDS,
+        sliceThickness: Optional[float] = None,
+        thicknessSource: str = "given",
         withDisagreement: bool = False,
         disagreementVolume: Optional[vtkMRMLScalarVolumeNode] = None,
         waitForCompletion: bool = True,
@@ -442,11 +521,15 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         """Synthesize thin slices of ``inputVolume`` in a background process.
 
         ``outputVolume``/``disagreementVolume`` ``None`` create new nodes next to the input when the result is
-        complete. Blocking (``waitForCompletion=True``): returns :class:`SynthesisOutputs` or raises
-        ``RuntimeError`` with a one-line message. Otherwise returns a :class:`SynthesisTask` at once and calls
-        ``completedCallback(outcome, outputs)`` when done; ``outputs`` is ``None`` unless it completed.
+        complete. ``sliceThickness`` is the input's slice thickness in mm when known (``thicknessSource``:
+        ``given`` or ``dicom``), else the background process estimates it; the voxel spacing always goes with
+        the voxels, so that adaptation (``adaptSeconds`` > 0) can run. Blocking (``waitForCompletion=True``):
+        returns :class:`SynthesisOutputs` or raises ``RuntimeError`` with a one-line message. Otherwise returns a
+        :class:`SynthesisTask` at once and calls ``completedCallback(outcome, outputs)`` when done; ``outputs`` is
+        ``None`` unless it completed.
         """
         grid = self.planGrid(inputVolume, scale, thickAxis)
+        _dimensions, ijkToRAS = self.inputGeometry(inputVolume)
         warning = self.transformWarning(inputVolume, grid.axis)
         if warning:
             logging.warning(warning)
@@ -462,6 +545,9 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
             device=device,
             adapt_seconds=adaptSeconds,
             disagreement_path=os.path.join(workDir, "disagreement.npy") if withDisagreement else None,
+            spacing=ijk_geometry.numpy_spacing(ijkToRAS),
+            slice_thickness=sliceThickness,
+            thickness_source=thicknessSource,
         )
         job = _Job(
             inputVolumeID=inputVolume.GetID(),
@@ -548,8 +634,11 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
             model_sha256=info.get("sha256"),
             preset=str(info.get("preset", "")),
             device=str(info.get("device", "")),
-            adapt_seconds=float(info.get("adapt_seconds", 0.0)),
+            adapt_seconds=float(info.get("adapt_seconds") or 0.0),
             input_name=inputVolume.GetName(),
+            adapted_steps=int(info.get("adapted_steps") or 0),
+            slice_thickness=info.get("slice_thickness_mm"),
+            thickness_source=info.get("thickness_source"),
         )
         for name, value in attributes.items():
             volumeNode.SetAttribute(name, value)
@@ -618,7 +707,8 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(grid.dimensions, (16, 24, 7))
         synthesized = np.repeat(voxels, 2, axis=0)[:7]
         output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "out")
-        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 0.0}
+        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 30.0,
+                "adapted_steps": 12, "slice_thickness_mm": 5.0, "thickness_source": "dicom"}
         logic._fillVolume(output, synthesized, grid, inputVolume, info)
         ijkToRAS = vtk.vtkMatrix4x4()
         output.GetIJKToRASMatrix(ijkToRAS)
@@ -629,6 +719,10 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(slicer.util.arrayFromVolume(output).dtype, np.int16)
         self.assertEqual(output.GetTransformNodeID(), transform.GetID())
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.scale"), "2")
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.adaptedSteps"), "12")
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThickness"), "5")
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThicknessSource"), "dicom")
+        self.assertIsNone(logic.dicomSliceThickness(inputVolume))  # not loaded from DICOM
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
         self.assertEqual(shNode.GetItemParent(shNode.GetItemByDataNode(output)),
                          shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume)))
@@ -716,7 +810,8 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
             slicer.mrmlScene.RemoveNode(created)
             inputVolume = slicer.util.loadVolume(volumeFile, {"name": "thick", "show": False})
             outputs = CTSliceSynthesisLogic().process(
-                inputVolume, scale=2, checkpoint=checkpoint, device="cpu", withDisagreement=True)
+                inputVolume, scale=2, checkpoint=checkpoint, device="cpu", adaptSeconds=0.0, sliceThickness=6.0,
+                withDisagreement=True)
         finally:
             shutil.rmtree(workDir, ignore_errors=True)
         result = slicer.util.arrayFromVolume(outputs.outputVolume)
@@ -729,4 +824,6 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
             np.testing.assert_allclose(outputMatrix @ [3, 5, 2 * k, 1], inputMatrix @ [3, 5, k, 1], atol=1e-4)
         self.assertEqual(outputs.outputVolume.GetName(), "thick synthesized ×2")
         self.assertEqual(slicer.util.arrayFromVolume(outputs.disagreementVolume).shape, (7, 24, 16))
+        self.assertEqual((outputs.info["slice_thickness_mm"], outputs.info["thickness_source"]), (6.0, "given"))
+        self.assertEqual(outputs.outputVolume.GetAttribute("CTSliceSynthesis.inputSliceThickness"), "6")
         self.delayDisplay("Test passed")

@@ -47,6 +47,17 @@ def test_arguments_are_parsed(tmp_path: Path) -> None:
         adapt_seconds=60.0, disagreement=True, output_format="nrrd", overwrite=True, install_dependencies=True)
 
 
+def test_slice_thickness_and_adaptation_defaults(tmp_path: Path) -> None:
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+
+    options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nrrd", "--scale", "2"])
+    assert options.slice_thickness is None
+    assert options.adapt_seconds == DEFAULT_ADAPT_SECONDS
+    options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nrrd", "--scale", "2",
+                                "--slice-thickness", "0.625", "--adapt-seconds", "0"])
+    assert (options.slice_thickness, options.adapt_seconds) == (0.625, 0.0)
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -55,6 +66,11 @@ def test_arguments_are_parsed(tmp_path: Path) -> None:
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--adapt-seconds", "-5"], "negative"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--checkpoint", "nope.pt"], "nope.pt"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--device", "tpu"], "invalid choice"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "0"], "--slice-thickness"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "-1"], "--slice-thickness"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "nan"], "--slice-thickness"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "500"], "at most 100"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "thick"], "invalid float"),
     ],
 )
 def test_bad_arguments_are_usage_errors(argv: List[str], words: str) -> None:
@@ -189,7 +205,7 @@ def run_script(*argv: str) -> subprocess.CompletedProcess:
 
 def test_script_help_exits_zero() -> None:
     result = run_script("--help")
-    assert result.returncode == 0 and "--scale" in result.stdout
+    assert result.returncode == 0 and "--scale" in result.stdout and "--slice-thickness MM" in result.stdout
 
 
 def test_script_usage_error_exits_two_with_one_line() -> None:

@@ -12,6 +12,7 @@ from CTSliceSynthesisLib.slicer_support.ijk_geometry import (
     AXIS_NAMES,
     nonlinear_transform_warning,
     numpy_axis,
+    numpy_spacing,
     plan_output_grid,
     resolve_thick_axis,
     scale_for_target_spacing,
@@ -98,6 +99,13 @@ def test_numpy_axis_matches_slicer_kji_arrays(ijk_axis: int) -> None:
     for index in range(dims[ijk_axis]):
         plane = np.take(array, index, axis=axis + 1)
         assert np.all(plane[ijk_axis] == index)
+
+
+@pytest.mark.parametrize("name", sorted(DIRECTIONS))
+def test_numpy_spacing_is_in_kji_order(name: str) -> None:
+    spacing = numpy_spacing(ijk_to_ras(DIRECTIONS[name], (0.7, 0.8, 5.0)))
+    assert spacing == pytest.approx((5.0, 0.8, 0.7))
+    assert all(type(value) is float for value in spacing)
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,11 @@ def test_sub_range_maps_a_stage_onto_the_overall_bar() -> None:
                                   adapt_seconds=90.5, disagreement_path="d.nii.gz"),
         protocol.SynthesisRequest("in.nii", "out.nii", 3, axis=2, device="cpu"),
         protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=1, precision="fp32", fusion="calibrated"),
+        protocol.SynthesisRequest("in.npy", "out.npy", 3, axis=0, spacing=(5.0, 0.7, 0.703125), slice_thickness=0.625,
+                                  thickness_source="dicom", adapt_seconds=60.0, adapt_steps=40),
+        protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0, spacing=(2.5, 0.5, 0.5), slice_thickness=3.75,
+                                  thickness_source="given"),
+        protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=2, spacing=(0.8, 0.8, 5.0)),
     ],
 )
 def test_command_line_round_trips(request_: protocol.SynthesisRequest) -> None:
@@ -96,11 +101,30 @@ def test_command_line_round_trips(request_: protocol.SynthesisRequest) -> None:
     assert protocol.parse_command(command[2:]) == request_
 
 
+def test_the_slice_geometry_reaches_the_process_arguments() -> None:
+    request_ = protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0, spacing=(5.0, 0.7, 0.7),
+                                         slice_thickness=2.5, thickness_source="dicom", adapt_steps=7)
+    command = protocol.build_command("py", "s.py", request_)
+    assert command[command.index("--spacing") + 1:command.index("--spacing") + 4] == ["5", "0.7", "0.7"]
+    assert command[command.index("--slice-thickness") + 1] == "2.5"
+    assert command[command.index("--thickness-source") + 1] == "dicom"
+    assert command[command.index("--adapt-steps") + 1] == "7"
+    unknown = protocol.build_command("py", "s.py", protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0))
+    assert not {"--spacing", "--slice-thickness", "--thickness-source", "--adapt-steps"} & set(unknown)
+    assert protocol.parse_command(unknown[2:]).adapt_seconds == protocol.DEFAULT_ADAPT_SECONDS
+
+
 @pytest.mark.parametrize("argv", [["--input", "a", "--output", "b", "--scale", "5"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--adapt-seconds", "-1"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--fusion", "median"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--precision", "fp8"],
-                                  ["--input", "a", "--scale", "2"]])
+                                  ["--input", "a", "--scale", "2"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--slice-thickness", "0"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--slice-thickness", "-2"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--thickness-source", "guess"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--spacing", "1", "0", "1"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--spacing", "1", "1"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--adapt-steps", "0"]])
 def test_bad_command_lines_exit_with_usage_code(argv: List[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         protocol.parse_command(argv)

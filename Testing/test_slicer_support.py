@@ -322,8 +322,8 @@ def test_support_modules_import_without_slicer_and_without_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['slicer'] = None; sys.modules['qt'] = None\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'CTSliceSynthesis')!r})\n"
-        "from CTSliceSynthesisLib.slicer_support import (batch_args, batch_runner, dependencies, ijk_geometry,\n"
-        "    layout, naming, process_protocol, process_runner)\n"
+        "from CTSliceSynthesisLib.slicer_support import (batch_args, batch_runner, dependencies, dicom_thickness,\n"
+        "    ijk_geometry, layout, naming, process_protocol, process_runner, thickness_field)\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from CTSliceSynthesisLib.slicer_support import batch_args  # noqa: E402
 from CTSliceSynthesisLib.slicer_support.batch_runner import run_batch  # noqa: E402
 from CTSliceSynthesisLib.slicer_support.dependencies import ensure_dependencies  # noqa: E402
+from CTSliceSynthesisLib.slicer_support.thickness_field import describe_result  # noqa: E402
 
 
 def prepare(options: batch_args.BatchOptions) -> None:
@@ -38,7 +39,8 @@ def save(node, path: Path) -> None:
 
 
 def synthesize_file(source: Path, target: Path, options: batch_args.BatchOptions) -> None:
-    """Load ``source``, synthesize it (blocking, background process) and write ``target``."""
+    """Load ``source``, synthesize it (blocking, background process), say what slice geometry it was given or
+    found, and write ``target``."""
     import slicer
     from CTSliceSynthesis import CTSliceSynthesisLogic
 
@@ -52,9 +54,12 @@ def synthesize_file(source: Path, target: Path, options: batch_args.BatchOptions
             checkpoint=str(options.checkpoint) if options.checkpoint else None,
             device=options.device,
             adaptSeconds=options.adapt_seconds,
+            sliceThickness=options.slice_thickness,
+            thicknessSource="given",
             withDisagreement=options.disagreement,
             waitForCompletion=True,
         )
+        print(f"{source.name}: {describe_result(outputs.info)}", flush=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         save(outputs.outputVolume, target)
         if options.disagreement:

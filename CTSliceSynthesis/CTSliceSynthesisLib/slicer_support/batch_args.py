@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..core.config import SUPPORTED_SCALES
+from ..core.config import DEFAULT_ADAPT_SECONDS, SUPPORTED_SCALES
 from .ijk_geometry import AXIS_CHOICES
 from .naming import output_file_name
 from .process_protocol import DEVICES
+from .thickness_field import MAX_THICKNESS_MM
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,7 +45,8 @@ class BatchOptions:
     axis: str = "auto"
     checkpoint: Optional[Path] = None
     device: str = "auto"
-    adapt_seconds: float = 0.0
+    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
+    slice_thickness: Optional[float] = None
     disagreement: bool = False
     output_format: str = "nrrd"
     overwrite: bool = False
@@ -75,7 +77,14 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--axis", default="auto", choices=AXIS_CHOICES, help="thick IJK axis (default: largest spacing)")
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the bundled weights)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
-    parser.add_argument("--adapt-seconds", type=float, default=0.0, help="adapt the model to each scan for this long")
+    parser.add_argument(
+        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
+        help=f"adapt the model to each scan for this many seconds first, 0 = off (default {DEFAULT_ADAPT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--slice-thickness", type=float, metavar="MM",
+        help="thickness (mm) of the input slices, for every input volume (default: the engine estimates it)",
+    )
     parser.add_argument("--disagreement", action="store_true", help="also write <output>_disagreement maps")
     parser.add_argument(
         "--format", dest="output_format", default="nrrd", choices=sorted(OUTPUT_FORMATS), help="format for folders"
@@ -92,6 +101,8 @@ def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
     args = argument_parser().parse_args(list(argv))
     if args.adapt_seconds < 0:
         raise BatchError("--adapt-seconds must not be negative", EXIT_USAGE)
+    if args.slice_thickness is not None and not 0 < args.slice_thickness <= MAX_THICKNESS_MM:
+        raise BatchError(f"--slice-thickness must be above 0 and at most {MAX_THICKNESS_MM:g} mm", EXIT_USAGE)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise BatchError(f"checkpoint not found: {args.checkpoint}", EXIT_USAGE)
     return BatchOptions(**vars(args))

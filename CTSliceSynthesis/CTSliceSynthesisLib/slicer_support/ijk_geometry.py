@@ -51,6 +51,12 @@ def numpy_axis(ijk_axis: int) -> int:
     return 2 - ijk_axis
 
 
+def numpy_spacing(ijk_to_ras: np.ndarray) -> Tuple[float, float, float]:
+    """The voxel spacing (mm) in the K, J, I order of ``slicer.util.arrayFromVolume`` arrays."""
+    spacing = voxel_spacing(ijk_to_ras)
+    return float(spacing[2]), float(spacing[1]), float(spacing[0])
+
+
 def resolve_thick_axis(spacing: Sequence[float], choice: str = "auto") -> int:
     """The IJK axis to synthesize: the one with the largest spacing for ``auto``, else the named axis (I, J, K)."""
     if choice == "auto":

@@ -6,12 +6,14 @@ volume it belongs to, and the DICOM Slice Thickness (0018,0050) found for that v
 shown value came from follows from them alone (:func:`thickness_source`), so no widget signal has to tell a
 typed value from one the panel set, and a value typed for a volume survives everything but choosing another
 volume: saving and reloading the scene, leaving and re-entering the module, or any other parameter change.
+:func:`describe_result` words the slice geometry a finished run reports.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 # The panel's spin box range; a DICOM value outside it is treated as absent (no CT slice is 100 mm thick).
 MAX_THICKNESS_MM = 100.0
@@ -20,6 +22,9 @@ TOLERANCE_MM = 5e-4
 # Where a thickness in the panel came from: the DICOM header of the input, or the user.
 SOURCE_DICOM = "dicom"
 SOURCE_GIVEN = "given"
+# Slicer's DICOM scalar-volume loader stacks the instances along K (IJK axis 2): Slice Thickness describes that
+# axis only, so a DICOM value is not used when another axis is synthesized.
+DICOM_SLICE_AXIS = 2
 # The panel's "Adapt to this scan" seconds spin box range.
 ADAPT_SECONDS_RANGE = (10, 3600)
 ADAPT_SECONDS_WHEN_OFF = 60
@@ -73,6 +78,18 @@ def request_thickness(value: float, dicom_value: float) -> Tuple[Optional[float]
     return float(value), source
 
 
+def for_request(field: ThicknessField, volume_id: str, ijk_axis: int) -> Tuple[Optional[float], str]:
+    """:func:`request_thickness` for synthesizing ``volume_id`` along IJK ``ijk_axis``: unknown (the engine estimates
+    it) when ``field`` belongs to another volume, or when its value is the DICOM one and ``ijk_axis`` is not the
+    axis the DICOM slices are stacked along (:data:`DICOM_SLICE_AXIS`)."""
+    if not volume_id or field.volume_id != volume_id:
+        return None, SOURCE_GIVEN
+    thickness, source = request_thickness(field.value, field.dicom_value)
+    if source == SOURCE_DICOM and ijk_axis != DICOM_SLICE_AXIS:
+        return None, SOURCE_GIVEN
+    return thickness, source
+
+
 def adaptation_defaults(default_seconds: float) -> Tuple[bool, int]:
     """``(adapt to the scan, seconds)`` the panel starts with, following the engine's default budget: on with that
     budget (rounded into the spin box range) when it is positive, else off with :data:`ADAPT_SECONDS_WHEN_OFF`
@@ -80,4 +97,41 @@ def adaptation_defaults(default_seconds: float) -> Tuple[bool, int]:
     if not default_seconds > 0:
         return False, ADAPT_SECONDS_WHEN_OFF
     low, high = ADAPT_SECONDS_RANGE
-    return True, int(min(max(round(float(default_seconds)), low), high))
+    return True, int(round(min(max(float(default_seconds), low), high)))
+
+
+# How the RESULT line's ``thickness_source`` reads in the panel (``core.geometry.THICKNESS_SOURCES``).
+RESULT_SOURCE_WORDS = {
+    "dicom": "from the DICOM header",
+    "given": "as typed",
+    "estimated": "estimated by the engine",
+    "spacing": "assumed equal to the spacing",
+}
+
+
+def describe_result(info: Mapping[str, Any]) -> str:
+    """One line on the input's slice geometry and the adaptation, from what the background process reported
+    (``slice_spacing_mm``, ``slice_thickness_mm``, ``thickness_source``, ``adapt_seconds``, ``adapted_steps``)."""
+    spacing, thickness = _number(info.get("slice_spacing_mm")), _number(info.get("slice_thickness_mm"))
+    if thickness is None:
+        text = "Input slice geometry unknown (no voxel spacing)"
+    else:
+        source = str(info.get("thickness_source") or "")
+        words = RESULT_SOURCE_WORDS.get(source, source)
+        text = f"Input slices {thickness:.3g} mm thick" + (f" ({words})" if words else "")
+        if spacing is not None:
+            text += f", {spacing:.3g} mm apart"
+    steps = int(_number(info.get("adapted_steps")) or 0)
+    if steps > 0:
+        text += f"; adapted to this scan in {steps} steps"
+    elif (_number(info.get("adapt_seconds")) or 0) > 0:
+        text += "; not adapted to this scan"
+    return text + "."
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
