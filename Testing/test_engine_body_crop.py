@@ -125,22 +125,35 @@ def test_acquired_slices_pass_through_bitwise_in_both_cases() -> None:
             assert np.array_equal(result[::2], volume)
 
 
-def test_the_disagreement_map_is_zero_outside_the_box() -> None:
-    """Outside the box only cubic interpolation runs, so the views cannot disagree there."""
+def test_the_crop_is_used_only_without_sint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SInt-A's channel attention pools over the whole image, so runs that need SInt-A (eq. 7, a disagreement
+    map) are never cropped; PInt alone is cropped and stays within a fraction of a HU of the uncropped run."""
+    from CTSliceSynthesisLib.inference import synthesis
+
     torch.manual_seed(5)
     model = create_model("lite", 2)
     with torch.no_grad():
         for parameter in model.networks.parameters():  # views that differ from the cubic start
             parameter.add_(torch.randn_like(parameter) * 0.01)
     volume = body_in_air((4, 64, 64), seed=6)
+    assert body_box(volume) is not None
+    cropped = {
+        "equal": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("equal")).volume,
+        "pint": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("pint")).volume,
+        "map": synthesize_volume(volume, 2, model, axis=0, with_disagreement=True).disagreement,
+    }
+    monkeypatch.setattr(synthesis, "body_box", lambda source: None)
+    whole = {
+        "equal": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("equal")).volume,
+        "pint": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("pint")).volume,
+        "map": synthesize_volume(volume, 2, model, axis=0, with_disagreement=True).disagreement,
+    }
+    assert np.array_equal(cropped["equal"], whole["equal"]) and np.array_equal(cropped["map"], whole["map"])
+    assert not np.array_equal(cropped["pint"], whole["pint"])
     top, bottom, left, right = body_box(volume)
-    result = synthesize_volume(volume, 2, model, axis=0, with_disagreement=True)
-    spread = result.disagreement
-    assert spread.shape == result.volume.shape and spread.dtype == np.float32
-    inside = np.zeros(spread.shape[1:], dtype=bool)
-    inside[top:bottom, left:right] = True
-    assert np.all(spread[:, ~inside] == 0) and np.all(spread[::2] == 0)
-    assert spread[1::2][:, inside].max() > 0.1
+    margin = synthesis.BODY_MARGIN
+    body = (slice(None), slice(top + margin, bottom - margin), slice(left + margin, right - margin))
+    assert np.abs(cropped["pint"] - whole["pint"])[body].max() < 0.5
 
 
 # --- fusions ----------------------------------------------------------------------------------------------------
