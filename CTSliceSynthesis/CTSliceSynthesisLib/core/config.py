@@ -23,7 +23,7 @@ TRAINING_PRECISIONS = ("fp32", "bf16")
 FUSIONS = ("pint", "equal", "calibrated")
 DEFAULT_FUSION = "pint"
 # "Adapt to this scan": seconds of self-supervised fine-tuning on the input before synthesizing (0: off).
-DEFAULT_ADAPT_SECONDS = 0.0
+DEFAULT_ADAPT_SECONDS = 60.0
 
 
 def check_scale(scale: int) -> None:
