@@ -38,6 +38,9 @@ SHAPE = (24, 20, 5)
 PARALLEL_RUNS = 2
 RUN_TIMEOUT_S = 180
 EXIT_USER_ERROR = 2
+# ``synthesize`` adapts the model to each scan first by default (core.config.DEFAULT_ADAPT_SECONDS): tests whose
+# subject is not adaptation turn it off, or every tiny run would take that long.
+NO_ADAPTATION = ("--adapt-seconds", "0")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -240,7 +243,9 @@ class CaseRegistry(Dict[str, CaseBuilder]):
 
 
 def synth_args(source: Path, output: Path, scale: int = 2, model: Optional[Path] = None, *extra: str) -> List[str]:
+    """``synthesize`` arguments on the CPU, without adaptation (see :data:`NO_ADAPTATION`)."""
     args = ["--input", str(source), "--output", str(output), "--scale", str(scale), "--device", "cpu"]
+    args += NO_ADAPTATION
     if model is not None:
         args += ["--model", str(model)]
     return args + list(extra)

@@ -61,6 +61,6 @@ def test_synthesize_command_with_calibrated_fusion(tmp_path, capsys) -> None:
     save_model(create_model("lite", 2), checkpoint)
     output = tmp_path / "out.nii.gz"
     argv = ["synthesize", "--input", str(source), "--output", str(output), "--scale", "2", "--model", str(checkpoint)]
-    assert cli.main(argv + ["--fusion", "calibrated", "--quiet", "--device", "cpu"]) == 0
+    assert cli.main(argv + ["--fusion", "calibrated", "--quiet", "--device", "cpu", "--adapt-seconds", "0"]) == 0
     result = np.asarray(nib.load(output).dataobj)
     assert result.shape == (24, 24, 25) and np.array_equal(result[..., ::2], data)

@@ -161,7 +161,7 @@ def test_cli_uses_the_same_geometry(tmp_path: Path, thick: int) -> None:
     output = tmp_path / "out.nii.gz"
     code = cli.main(
         ["synthesize", "--input", str(source), "--output", str(output), "--scale", "2", "--model", str(checkpoint),
-         "--device", "cpu", "--quiet"]
+         "--device", "cpu", "--quiet", "--adapt-seconds", "0"]
     )
     assert code == 0
     check_round_trip(source, output, thick, "oblique", 2)
@@ -175,7 +175,7 @@ def test_explicit_axis_overrides_the_spacing(tmp_path: Path) -> None:
     output = tmp_path / "out.nii.gz"
     code = cli.main(
         ["synthesize", "--input", str(source), "--output", str(output), "--scale", "2", "--model", str(checkpoint),
-         "--device", "cpu", "--quiet", "--axis", "0"]
+         "--device", "cpu", "--quiet", "--axis", "0", "--adapt-seconds", "0"]
     )
     assert code == 0
     before, after = nib.load(str(source)), nib.load(str(output))

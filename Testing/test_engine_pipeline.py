@@ -47,10 +47,10 @@ def test_cli_and_background_process_write_the_same_bytes(tmp_path: Path, inputs,
     outputs = {name: (tmp_path / f"{name}.nii", tmp_path / f"{name}_spread.nii") for name in ("cli", "process")}
     run(cli_command(["--input", source, "--output", outputs["cli"][0], "--disagreement", outputs["cli"][1],
                      "--scale", "2", "--model", checkpoint, "--device", "cpu", "--precision", "fp32",
-                     "--fusion", fusion, "--quiet"]))
+                     "--fusion", fusion, "--quiet", "--adapt-seconds", "0"]))
     request = protocol.SynthesisRequest(str(source), str(outputs["process"][0]), 2, checkpoint=str(checkpoint),
                                         device="cpu", disagreement_path=str(outputs["process"][1]),
-                                        precision="fp32", fusion=fusion)
+                                        precision="fp32", fusion=fusion, adapt_seconds=0)
     process = run(protocol.build_command(sys.executable, str(SCRIPT), request))
     assert protocol.parse_line(process.stdout.strip().splitlines()[-1]).info["model_id"] == "lite_x2"
     for cli_file, process_file in zip(outputs["cli"], outputs["process"]):
@@ -72,13 +72,41 @@ def test_pipeline_adapts_then_synthesizes(tmp_path: Path, inputs, one_torch_thre
     assert nib.load(str(tmp_path / "thin.nii.gz")).shape == (24, 24, 11)
 
 
+def test_synthesize_adapts_to_the_scan_by_default(tmp_path: Path, inputs, one_torch_thread, capsys) -> None:
+    """Adaptation is on unless turned off: the parser's default and ``--help`` are DEFAULT_ADAPT_SECONDS (60 s),
+    and ``synthesize`` given only ``--adapt-steps 1`` adapts, as the output's description records."""
+    from CTSliceSynthesisLib import cli
+    from CTSliceSynthesisLib.cli.main import build_parser
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+
+    source, checkpoint = inputs
+    output = tmp_path / "thin.nii.gz"
+    assert DEFAULT_ADAPT_SECONDS == 60
+    parsed = build_parser().parse_args(["synthesize", "--input", str(source), "--output", str(output), "--scale", "2"])
+    assert parsed.adapt_seconds == DEFAULT_ADAPT_SECONDS and parsed.adapt_steps is None
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["synthesize", "--help"])
+    assert stopped.value.code == 0
+    words = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    adapt_help = words[words.index("--adapt-seconds ADAPT_SECONDS "):words.index("--adapt-steps ADAPT_STEPS ")]
+    assert f"default {DEFAULT_ADAPT_SECONDS:g};" in adapt_help
+
+    code = cli.main(["synthesize", "--input", str(source), "--output", str(output), "--scale", "2",
+                     "--model", str(checkpoint), "--device", "cpu", "--precision", "fp32", "--adapt-steps", "1",
+                     "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    description = nib.load(str(output)).header["descrip"].tobytes().rstrip(b"\0").decode("ascii")
+    assert "+adapt1" in description
+    assert description.startswith("CTSliceSynthesis x2 lite_x2 +adapt1; in T=")
+
+
 def test_pipeline_on_a_numpy_array(tmp_path: Path, inputs, one_torch_thread) -> None:
     """A ``.npy`` array needs its axis, and gives a ``.npy`` array back."""
     _, checkpoint = inputs
     kji = ct_volume((5, 16, 24), seed=1)
     np.save(tmp_path / "input.npy", kji)
     options = PipelineOptions(tmp_path / "input.npy", tmp_path / "output.npy", 2, checkpoint=checkpoint,
-                              device="cpu", precision="fp32")
+                              device="cpu", precision="fp32", adapt_seconds=0)
     with pytest.raises(InputError, match="--axis is required"):
         run_pipeline(options)
     with pytest.raises(OutputError, match=r"must end in \.npy"):

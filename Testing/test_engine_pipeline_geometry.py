@@ -111,7 +111,7 @@ def test_a_given_thickness_reaches_the_output_header(tmp_path: Path, inputs) -> 
     source, checkpoint = inputs
     ready = []
     options = PipelineOptions(source, tmp_path / "thin.nii.gz", 2, checkpoint=checkpoint, device="cpu",
-                              precision="fp32", slice_thickness=2.5)
+                              precision="fp32", slice_thickness=2.5, adapt_seconds=0)
     result = run_pipeline(options, on_ready=ready.append)
     geometry = ready[0].geometry  # the affine is float32: 0.8 mm reads back as 0.800000012
     assert (geometry.spacing_mm, geometry.thickness_mm, geometry.thickness_source) == (4.0, 2.5, "given")
@@ -126,7 +126,7 @@ def test_a_given_thickness_reaches_the_output_header(tmp_path: Path, inputs) -> 
 
 def test_without_a_thickness_a_small_volume_reports_its_spacing(tmp_path: Path, inputs) -> None:
     source, checkpoint = inputs
-    options = PipelineOptions(source, tmp_path / "thin.nii", 2, checkpoint=checkpoint, device="cpu",
+    options = PipelineOptions(source, tmp_path / "thin.nii", 2, checkpoint=checkpoint, device="cpu", adapt_seconds=0,
                               precision="fp32", thickness_source="dicom")  # no thickness: the source is unused
     result = run_pipeline(options)
     assert result.info.geometry.thickness_source == "spacing"
@@ -153,7 +153,8 @@ def test_numpy_input_with_spacing_has_a_geometry(tmp_path: Path, inputs) -> None
     _, checkpoint = inputs
     np.save(tmp_path / "input.npy", ct_volume((5, 16, 24), seed=2))
     options = PipelineOptions(tmp_path / "input.npy", tmp_path / "output.npy", 2, axis=0, checkpoint=checkpoint,
-                              device="cpu", precision="fp32", spacing=(3.0, 0.7, 0.9), slice_thickness=1.5)
+                              device="cpu", precision="fp32", spacing=(3.0, 0.7, 0.9), slice_thickness=1.5,
+                              adapt_seconds=0)
     lines: List[str] = []
     result = run_pipeline(options, log=lines.append)
     assert result.info.geometry == SliceGeometry(3.0, 1.5, "given", (0.7, 0.9))

@@ -132,7 +132,8 @@ def test_fault_cancel_slicer_during_synthesis(tmp_path: Path, models: Dict[int, 
     """The module's Cancel button: the runner ends the background script while it synthesizes."""
     output = tmp_path / "out" / "thin.nii.gz"
     output.parent.mkdir()
-    request = process_protocol.SynthesisRequest(str(big_volume), str(output), 4, checkpoint=str(models[4]), device="cpu")
+    request = process_protocol.SynthesisRequest(str(big_volume), str(output), 4, checkpoint=str(models[4]),
+                                                device="cpu", adapt_seconds=0)
     stages: List[str] = []
     process = SynthesisProcess(
         process_protocol.build_command(sys.executable, str(SCRIPT), request),

@@ -162,7 +162,8 @@ def test_fuzz_any_input_exits_0_or_2(data, thick_spacing: bool, scale: int, axis
         nib.save(nib.Nifti1Image(volume, affine), str(source))
         stderr = io.StringIO()
         args = ["synthesize", "--input", str(source), "--output", str(output), "--scale", str(scale), "--device",
-                "cpu", "--model", str(checkpoints.get(scale, checkpoints[2])), "--axis", axis, "--quiet"]
+                "cpu", "--model", str(checkpoints.get(scale, checkpoints[2])), "--axis", axis, "--quiet",
+                "--adapt-seconds", "0"]
         with contextlib.redirect_stderr(stderr):
             try:
                 code = cli.main(args)

@@ -103,7 +103,8 @@ def slicer_refusal(tmp_path: Path, voxels: np.ndarray, checkpoint: Path) -> str:
     """The one-line error of the Slicer background script on a K, J, I array (``.npy``), with no output left."""
     np.save(tmp_path / "input.npy", voxels)
     request = SynthesisRequest(
-        str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0, checkpoint=str(checkpoint), device="cpu"
+        str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0, checkpoint=str(checkpoint), device="cpu",
+        adapt_seconds=0,
     )
     with pytest.raises(InputError) as raised:
         slicer_script().synthesize(request, lambda: False)

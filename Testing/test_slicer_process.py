@@ -269,7 +269,7 @@ def test_script_synthesizes_a_nifti_end_to_end(tmp_path: Path, checkpoint: Path,
     out_dir.mkdir()
     request = protocol.SynthesisRequest(
         str(source), str(out_dir / "thin.nii.gz"), 2, checkpoint=str(checkpoint), device="cpu",
-        disagreement_path=str(out_dir / "spread.nii.gz"))
+        disagreement_path=str(out_dir / "spread.nii.gz"), adapt_seconds=0)
     recorder = Recorder()
     outcome = finish(recorder.start(protocol.build_command(sys.executable, str(SCRIPT), request)))
 
@@ -296,7 +296,8 @@ def test_script_synthesizes_a_slicer_array_along_the_given_axis(tmp_path: Path, 
     kji = np.random.default_rng(1).integers(-1000, 1000, size=(5, 16, 24)).astype(np.int16)  # K, J, I
     np.save(tmp_path / "input.npy", kji)
     request = protocol.SynthesisRequest(
-        str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0, checkpoint=str(checkpoint), device="cpu")
+        str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0, checkpoint=str(checkpoint), device="cpu",
+        adapt_seconds=0)
     outcome = finish(Recorder().start(protocol.build_command(sys.executable, str(SCRIPT), request)))
     assert outcome.status == "completed"
     result = np.load(tmp_path / "output.npy")
@@ -308,7 +309,7 @@ def test_script_reports_a_missing_checkpoint_in_one_line(tmp_path: Path) -> None
     pytest.importorskip("torch")
     np.save(tmp_path / "input.npy", np.zeros((3, 16, 16), np.int16))
     request = protocol.SynthesisRequest(str(tmp_path / "input.npy"), str(tmp_path / "output.npy"), 2, axis=0,
-                                        checkpoint=str(tmp_path / "missing.pt"), device="cpu")
+                                        checkpoint=str(tmp_path / "missing.pt"), device="cpu", adapt_seconds=0)
     outcome = finish(Recorder().start(protocol.build_command(sys.executable, str(SCRIPT), request)))
     assert outcome.status == "failed"
     assert "missing.pt" in outcome.message and "\n" not in outcome.message
