@@ -35,6 +35,7 @@ ENGINE_ROOT = REPO_ROOT / "CTSliceSynthesis"
 sys.path.insert(0, str(ENGINE_ROOT))
 sys.path.insert(0, str(HERE))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from CTSliceSynthesisLib.inference.model_store import create_model, load_model, save_model  # noqa: E402
@@ -125,6 +126,49 @@ def synthesis_rows(
     return rows
 
 
+REAL_CT = "chest_4dct_2p0mm.nii.gz"  # a real 512² chest CT; its first REAL_CT_SLICES slices are benchmarked
+REAL_CT_SLICES = 100
+
+
+def real_ct_rows(work: Path, scales: Sequence[int], device: str, say) -> List[Dict[str, object]]:
+    """End-to-end ``synthesize`` on the first 100 slices of a real chest CT from ``../shared/data/ct``: z-only
+    cubic, the default command without adaptation with ``.nii`` and ``.nii.gz`` output, and the default command
+    (adaptation included) at ×2. Empty without ``../shared``."""
+    import nibabel as nib
+
+    path = DATA_DIR / REAL_CT
+    if not path.is_file():
+        return []
+    image = nib.load(str(path))
+    data = np.asarray(image.dataobj[:, :, :REAL_CT_SLICES]).astype(np.int16)
+    source = work / "real_ct_100.nii"
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), str(source))
+    rows: List[Dict[str, object]] = []
+    label = f"{REAL_CT} (first {REAL_CT_SLICES} slices)"
+    for scale in scales:
+        output_gib = 512 * 512 * ((REAL_CT_SLICES - 1) * scale + 1) * 4 / GIB
+        output = work / "output.nii"
+        cubic = run_child([sys.executable, str(HERE / "cubic_child.py"), str(source), str(output), str(scale)])
+        output.unlink()
+        rows.append({**_row("z-only cubic", REAL_CT_SLICES, scale, device, cubic, output_gib, cubic["wall_s"]),
+                     "volume": label})
+        say(rows[-1])
+        runs = [(".nii", "0"), (".nii.gz", "0")] + ([(".nii.gz", None)] if scale == 2 else [])
+        for suffix, adapt in runs:
+            output = work / f"output{suffix}"
+            command = [sys.executable, "-m", "CTSliceSynthesisLib.cli", "synthesize", "--input", str(source),
+                       "--output", str(output), "--scale", str(scale), "--device", device, "--quiet"]
+            command += ["--adapt-seconds", adapt] if adapt is not None else []
+            result = run_child(command)
+            output.unlink()
+            method = f"lite → {suffix}" + (", no adaptation" if adapt is not None else ", default (adapts 60 s)")
+            rows.append({**_row(method, REAL_CT_SLICES, scale, device, result, output_gib, cubic["wall_s"]),
+                         "volume": label})
+            say(rows[-1])
+    source.unlink()
+    return rows
+
+
 def _row(method: str, slices: int, scale: int, device: str, result: Dict[str, object], output_gib: float,
          cubic_wall: float) -> Dict[str, object]:
     return {
@@ -171,17 +215,25 @@ def throughput_rows(device: str, slices: int = 100, scale: int = 2) -> List[Dict
     return rows
 
 
+TRAINING_STAGES = ("pint", "sint", "joint")
+
+
 def training_rows(device: str, paper_steps: int, lite_steps: int) -> List[Dict[str, object]]:
-    """Training steps per second (and peak RSS) of each preset at the default patch and batch."""
+    """Training throughput (steps/s, steps/h, patches/s) and peak RSS of each preset and stage at the default
+    settings: PInt alone on in-plane pairs, SInt-A alone, and the joint cross-view objective."""
     rows = []
     for preset, steps in (("lite", lite_steps), ("paper", paper_steps)):
         if steps <= 0:
             continue
-        result = run_child([sys.executable, str(HERE / "training_child.py"), preset, str(steps), device])
-        row = json.loads(str(result["stdout"]).strip().splitlines()[-1])
-        row.update(device=device, peak_rss_gib=round(float(result["peak_rss_gib"]), 2))
-        row["steps_per_s"] = round(row["steps_per_s"], 4)
-        rows.append(row)
+        for stage in TRAINING_STAGES:
+            command = [sys.executable, str(HERE / "training_child.py"), preset, str(steps), device, stage]
+            result = run_child(command)
+            row = json.loads(str(result["stdout"]).strip().splitlines()[-1])
+            row.update(device=device, peak_rss_gib=round(float(result["peak_rss_gib"]), 2))
+            row["steps_per_h"] = round(row["steps_per_s"] * 3600)
+            row["patches_per_s"] = round(row["steps_per_s"] * row["patches_per_step"], 2)
+            row["steps_per_s"] = round(row["steps_per_s"], 4)
+            rows.append(row)
     return rows
 
 
@@ -228,6 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for device in devices:
             paper_sizes = args.paper_sizes if device == "cpu" else args.sizes
             report["synthesis"] += synthesis_rows(Path(scratch), args.sizes, args.scales, paper_sizes, device, say)
+        report["real CT"] = real_ct_rows(Path(scratch), args.scales, "cpu", say)
     report["throughput"] = [row for device in devices for row in throughput_rows(device)]
     for row in report["throughput"]:
         say(row)
@@ -241,9 +294,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         say(row)
     (args.output_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     markdown = [f"Machine: {json.dumps(report['machine'], ensure_ascii=False)}, {report['date']}\n"]
-    for section in ("synthesis", "throughput", "training", "quality"):
+    for section in ("synthesis", "real CT", "throughput", "training", "quality"):
         markdown += [f"\n### {section}\n\n", markdown_table(report[section])]  # type: ignore[arg-type]
-        if section == "synthesis":
+        if section in ("synthesis", "real CT"):
             markdown.append("\n`synthesize` rows: without adaptation to the scan (`--adapt-seconds 0`).\n")
     (args.output_dir / "results.md").write_text("".join(markdown))
     print("".join(markdown))

@@ -20,10 +20,15 @@ from CTSliceSynthesisLib.training.trainer import Trainer, TrainConfig  # noqa: E
 from phantom import phantom_volume  # noqa: E402
 
 
-def main(preset: str, steps: str, device: str) -> None:
-    """One warm-up step, then ``steps`` timed steps of a default-configured trainer on a 5 mm phantom."""
-    volume = TrainingVolume("phantom", phantom_volume(48, size=320).transpose(2, 0, 1).copy(), 5.0)
-    config = TrainConfig(preset=preset, scale=2, steps=int(steps) + 1, checkpoint_every=10**6)
+STAGE_FRACTIONS = {"pint": (1.0, 0.0), "sint": (0.0, 1.0), "joint": (0.0, 0.0)}  # (pint_fraction, sint_fraction)
+
+
+def main(preset: str, steps: str, device: str, stage: str = "joint") -> None:
+    """One warm-up step, then ``steps`` timed steps of ``stage`` with default settings on a 5 mm phantom."""
+    volume = TrainingVolume("phantom", phantom_volume(48, size=320).transpose(2, 0, 1).copy(), 5.0, (0.8, 0.8))
+    pint_fraction, sint_fraction = STAGE_FRACTIONS[stage]
+    config = TrainConfig(preset=preset, scale=2, steps=int(steps) + 1, checkpoint_every=10**6,
+                         pint_fraction=pint_fraction, sint_fraction=sint_fraction)
     trainer = Trainer(config, [volume], None, device=torch.device(device))
     trainer.train_step()
     if device == "cuda":
@@ -36,7 +41,9 @@ def main(preset: str, steps: str, device: str) -> None:
     elapsed = time.perf_counter() - started
     print(json.dumps({
         "preset": preset,
+        "stage": stage,
         "steps_per_s": int(steps) / elapsed,
+        "patches_per_step": config.pair_batch if stage == "pint" else config.batch_size,
         "patch": config.patch,
         "batch": config.batch_size,
         "window": config.window,
@@ -45,4 +52,4 @@ def main(preset: str, steps: str, device: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
