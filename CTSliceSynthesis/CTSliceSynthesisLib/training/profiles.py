@@ -184,11 +184,9 @@ def _in_plane_structure(lines, widths_mm: np.ndarray, lag_mm: float) -> Optional
         widths, lag = np.maximum(widths_mm / pixel, 1e-3), lag_mm / pixel
         length = line.shape[-1]
         first, last = widths.max() / 2 + 1, length - 2 - widths.max() / 2 - lag
-        if last - first < 8 * ESTIMATE_STEP:
+        if last - first < 8 * ESTIMATE_STEP:  # fewer than 8 boxes fit on the lines
             return None
         centres = torch.arange(first, last, ESTIMATE_STEP)
-        if len(centres) < 8:
-            return None
         half = torch.from_numpy(widths / 2).float()[:, None]  # (R, 1)
         boxes = []
         for shift in (0.0, lag):
