@@ -33,7 +33,7 @@ from slicer.util import VTKObservationMixin
 
 from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
 from CTSliceSynthesisLib.core.errors import InputError
-from CTSliceSynthesisLib.core.geometry import voxel_spacing
+from CTSliceSynthesisLib.core.geometry import scale_for_target_spacing, voxel_spacing
 from CTSliceSynthesisLib.slicer_support import dependencies, dicom_thickness, ijk_geometry, layout, naming
 from CTSliceSynthesisLib.slicer_support import thickness_field
 from CTSliceSynthesisLib.slicer_support.process_protocol import DEVICES, SynthesisRequest, build_command, one_line
@@ -442,7 +442,7 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         dimensions, ijkToRAS = self.inputGeometry(params.inputVolume)
         spacing = voxel_spacing(ijkToRAS)
         axis = ijk_geometry.resolve_thick_axis(spacing, params.thickAxis)
-        return ijk_geometry.scale_for_target_spacing(spacing[axis], params.targetSpacingMm)
+        return scale_for_target_spacing(spacing[axis], params.targetSpacingMm)
 
     def checkParameters(self, params: CTSliceSynthesisParameterNode) -> Optional[str]:
         """``None`` if the synthesis can start, else a one-line reason for the user."""

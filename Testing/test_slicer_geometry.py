@@ -15,7 +15,6 @@ from CTSliceSynthesisLib.slicer_support.ijk_geometry import (
     numpy_spacing,
     plan_output_grid,
     resolve_thick_axis,
-    scale_for_target_spacing,
 )
 
 
@@ -109,22 +108,10 @@ def test_numpy_spacing_is_in_kji_order(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("thick", "target", "expected"),
-    [(5.0, 2.5, 2), (5.0, 1.7, 3), (5.0, 1.25, 4), (5.0, 0.5, 4), (5.0, 10.0, 2), (3.0, 1.2, 3), (3.0, 1.4, 2)],
-)
-def test_scale_for_target_spacing(thick: float, target: float, expected: int) -> None:
-    assert scale_for_target_spacing(thick, target) == expected
-
-
-def test_scale_for_target_spacing_prefers_the_smaller_factor_on_ties() -> None:
-    assert scale_for_target_spacing(6.0, 2.5) == 2  # 3.0 and 2.0 are both 0.5 mm away
-
-
-@pytest.mark.parametrize(
     ("dims", "matrix", "scale", "choice", "words"),
     [
         ([8, 8, 1], ijk_to_ras(np.eye(3), [1, 1, 5]), 2, "auto", "at least 2"),
-        ([8, 8, 8], ijk_to_ras(np.eye(3), [1, 1, 5]), 5, "auto", "unsupported factor"),
+        ([8, 8, 8], ijk_to_ras(np.eye(3), [1, 1, 5]), 7, "auto", "unsupported scale 7"),
         ([8, 8, 8], np.zeros((4, 4)), 2, "auto", "not a valid"),
         ([8, 8, 8], ijk_to_ras(np.eye(3), [1, 1, 5]), 2, "Z", "slice axis"),
         ([8, 8], ijk_to_ras(np.eye(3), [1, 1, 5]), 2, "auto", "three positive"),

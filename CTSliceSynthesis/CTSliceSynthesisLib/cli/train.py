@@ -132,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..inference.model_store import resolve_device
     from ..io.checkpoint import load_checkpoint, networks_from_payload
     from ..training.data import find_volumes, load_volume
+    from ..training.scale_transfer import transfer_to_scale
     from ..training.trainer import TrainConfig, Trainer, init_distributed, resume_payload
 
     device = resolve_device(args.device)
@@ -157,6 +158,10 @@ def run_train(args: argparse.Namespace) -> int:
         initial = networks_from_payload(load_checkpoint(args.init), args.init.name)
         if initial.config.preset != config.preset and "preset" not in given:
             config = TrainConfig.from_dict({**asdict(config), "preset": initial.config.preset})
+        if initial.scale != config.scale:
+            print(f"starting ×{config.scale} from the ×{initial.scale} weights of {args.init.name} "
+                  f"(output heads interpolated along the slice fraction)")
+            initial = transfer_to_scale(initial, config.scale)
     paths = find_volumes(sources)
     thickness = data_options["slice_thickness"]
     if thickness is not None and thickness <= 0:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .errors import InputError
 
-SUPPORTED_SCALES = (2, 3, 4)
+# Up-sampling factors r (slices per input gap). 5 mm → 1 mm is ×5; above ×6 the slices are more than six output
+# spacings apart and nothing was measured to pay (see the README).
+SUPPORTED_SCALES = (2, 3, 4, 5, 6)
 RESIDUAL_BASES = ("linear", "cubic")
 # Arithmetic of the networks at inference (see ``inference.precision.resolve_precision``).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -22,14 +24,30 @@ TRAINING_PRECISIONS = ("fp32", "bf16")
 # the volume itself (see ``inference.calibration``).
 FUSIONS = ("pint", "equal", "calibrated")
 DEFAULT_FUSION = "pint"
-# "Adapt to this scan": seconds of self-supervised fine-tuning on the input before synthesizing (0: off).
-DEFAULT_ADAPT_SECONDS = 60.0
+# "Adapt to this scan": steps of self-supervised fine-tuning on the input before synthesizing (0: off). A budget in
+# steps, not seconds, so that the same input gives the same bytes on a busy machine; a wall-time cap is an option.
+DEFAULT_ADAPT_STEPS = 100
+DEFAULT_ADAPT_SECONDS = 60.0  # transitional: replaced by DEFAULT_ADAPT_STEPS
+# The seed of adaptation's random pairs (recorded in the output's provenance).
+DEFAULT_SEED = 0
+
+
+def scale_problem(scale: int) -> Optional[str]:
+    """Why ``scale`` cannot be used (one line), or ``None`` when it is one of :data:`SUPPORTED_SCALES`."""
+    if scale in SUPPORTED_SCALES:
+        return None
+    low, high = SUPPORTED_SCALES[0], SUPPORTED_SCALES[-1]
+    if isinstance(scale, int) and scale > high:
+        return (f"unsupported scale {scale}: factors {low} to {high} are supported (above ×{high} the acquired "
+                f"slices are too far apart for the networks to add detail over interpolation)")
+    return f"unsupported scale {scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}"
 
 
 def check_scale(scale: int) -> None:
     """Raise :class:`InputError` (one line) unless ``scale`` is one of :data:`SUPPORTED_SCALES`."""
-    if scale not in SUPPORTED_SCALES:
-        raise InputError(f"unsupported scale {scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    problem = scale_problem(scale)
+    if problem:
+        raise InputError(problem)
 
 
 @dataclass(frozen=True)
@@ -77,8 +95,9 @@ class ModelConfig:
     base: str = "linear"
 
     def __post_init__(self) -> None:
-        if self.scale not in SUPPORTED_SCALES:
-            raise ValueError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
+        problem = scale_problem(self.scale)
+        if problem:
+            raise ValueError(problem)
         if self.base not in RESIDUAL_BASES:
             raise ValueError(f"unknown residual base {self.base!r}: choose one of {RESIDUAL_BASES}")
 

@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import SUPPORTED_SCALES
 from .errors import InputError
 
 ISOTROPY_TOLERANCE = 0.01
@@ -110,3 +111,25 @@ def upsampled_affine(affine: np.ndarray, axis: int, scale: int) -> np.ndarray:
         raise ValueError(f"expected a 4×4 affine, got shape {result.shape}")
     result[:3, axis] /= scale
     return result
+
+
+def scale_for_target_spacing(slice_spacing: float, target_spacing: float) -> int:
+    """The factor r of :data:`~.config.SUPPORTED_SCALES` whose output spacing ``slice_spacing / r`` comes closest
+    to ``target_spacing`` without going above it; on a tie, the smaller r.
+
+    5 mm to 1 mm is ×5, 2.5 mm to 1 mm is ×3 (0.83 mm), 3 mm to 1 mm is ×3. Raises :class:`InputError` (one line)
+    when the slices are already at most ``target_spacing`` apart, or when even the largest factor stays above it.
+    """
+    if not (np.isfinite(slice_spacing) and np.isfinite(target_spacing)) or slice_spacing <= 0 or target_spacing <= 0:
+        raise InputError(f"slice spacings must be positive, got {slice_spacing:.4g} and {target_spacing:.4g} mm")
+    if slice_spacing <= target_spacing * (1 + 1e-9):
+        raise InputError(
+            f"the slices are already {slice_spacing:.3g} mm apart, not more than the target {target_spacing:.3g} mm")
+    # A small tolerance keeps 5 mm / 5 = 1 mm at a 1 mm target despite rounding in the affine.
+    reachable = [r for r in SUPPORTED_SCALES if slice_spacing / r <= target_spacing * (1 + 1e-6)]
+    if not reachable:
+        largest = SUPPORTED_SCALES[-1]
+        raise InputError(
+            f"{target_spacing:.3g} mm from {slice_spacing:.3g} mm slices needs more than ×{largest}, the largest "
+            f"factor ({slice_spacing / largest:.3g} mm): ask for a target of at least that, or --scale {largest}")
+    return min(reachable, key=lambda r: (target_spacing - slice_spacing / r, r))

@@ -13,7 +13,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from ..core.config import SUPPORTED_SCALES
+from ..core.config import check_scale
 from ..core.errors import InputError
 from ..core.geometry import is_isotropic, thick_axis, upsampled_affine, upsampled_length, voxel_spacing
 
@@ -69,26 +69,15 @@ def resolve_thick_axis(spacing: Sequence[float], choice: str = "auto") -> int:
     return AXIS_NAMES.index(choice)
 
 
-def scale_for_target_spacing(thick_spacing: float, target_spacing: float) -> int:
-    """The supported factor whose output slice spacing ``thick_spacing / r`` is closest to ``target_spacing``.
-
-    Ties go to the smaller factor (fewer synthesized slices).
-    """
-    if not (np.isfinite(thick_spacing) and np.isfinite(target_spacing)) or thick_spacing <= 0 or target_spacing <= 0:
-        raise InputError(f"slice spacings must be positive, got {thick_spacing} and {target_spacing} mm")
-    return min(SUPPORTED_SCALES, key=lambda r: (abs(thick_spacing / r - target_spacing), r))
-
-
 def plan_output_grid(
     dimensions: Sequence[int], ijk_to_ras: np.ndarray, scale: int, axis_choice: str = "auto"
 ) -> OutputGrid:
     """The output grid for an input of IJK ``dimensions`` and matrix ``ijk_to_ras`` up-sampled ``scale`` times.
 
-    Raises :class:`InputError` (one line) when the input cannot be synthesized: a factor other than 2, 3 or 4,
+    Raises :class:`InputError` (one line) when the input cannot be synthesized: an unsupported factor,
     a degenerate matrix, isotropic voxels with ``axis_choice="auto"``, or fewer than two slices along the axis.
     """
-    if scale not in SUPPORTED_SCALES:
-        raise InputError(f"unsupported factor ×{scale}: choose one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    check_scale(scale)
     dims = tuple(int(d) for d in dimensions)
     if len(dims) != 3 or min(dims) < 1:
         raise InputError(f"expected three positive IJK dimensions, got {tuple(dimensions)}")

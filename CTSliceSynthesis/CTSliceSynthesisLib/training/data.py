@@ -29,8 +29,13 @@ class TrainingVolume:
 
 
 def default_window(scale: int) -> int:
-    """Paper-literal window lengths ``l_V ≡ 1 (mod r)``: 15 slices for ×2, 13 for ×3 and ×4 (spec A13)."""
-    return 15 if scale == 2 else 13
+    """Window lengths ``l_V ≡ 1 (mod r)``: the paper's 15 slices for ×2 and 13 for ×3 and ×4 (spec A13).
+
+    Beyond the paper's factors, the shortest window of at least 13 slices: 16 for ×5, 13 for ×6.
+    """
+    if scale == 2:
+        return 15
+    return next(length for length in range(13, 13 + scale) if (length - 1) % scale == 0)
 
 
 def find_volumes(sources: Sequence[Path]) -> List[Path]:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..core.callbacks import CancelCheck
-from ..core.config import SUPPORTED_SCALES, TRAINING_PRECISIONS, model_config
+from ..core.config import TRAINING_PRECISIONS, check_scale, model_config
 from ..core.errors import InputError, SynthesisCancelled
 from ..io.atomic import write_atomically
 from ..io.checkpoint import load_checkpoint, networks_from_payload, save_checkpoint
@@ -98,8 +98,7 @@ class TrainConfig:
             self.pair_thickness_ratio = blind_thickness_ratio(self.scale)
         self.pair_spacing_mm = tuple(float(v) for v in self.pair_spacing_mm)
         self.pair_thickness_ratio = tuple(float(v) for v in self.pair_thickness_ratio)
-        if self.scale not in SUPPORTED_SCALES:
-            raise InputError(f"unsupported scale {self.scale}: choose one of {SUPPORTED_SCALES}")
+        check_scale(self.scale)
         if (self.window - 1) % self.scale or self.window < 2 * self.scale + 1:
             raise InputError(
                 f"--window {self.window} must be ≡ 1 (mod {self.scale}) and at least {2 * self.scale + 1}"
