@@ -31,7 +31,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS, SUPPORTED_SCALES
 from CTSliceSynthesisLib.core.errors import InputError
 from CTSliceSynthesisLib.core.geometry import scale_for_target_spacing, voxel_spacing
 from CTSliceSynthesisLib.slicer_support import dependencies, dicom_thickness, ijk_geometry, layout, naming
@@ -101,7 +101,7 @@ class CTSliceSynthesisParameterNode:
     dicomSliceThicknessMm: float = 0.0
     outputVolume: vtkMRMLScalarVolumeNode
     disagreementVolume: vtkMRMLScalarVolumeNode
-    scale: Annotated[int, Choice([2, 3, 4])] = 2
+    scale: Annotated[int, Choice(list(SUPPORTED_SCALES))] = 2
     useTargetSpacing: bool = False
     targetSpacingMm: Annotated[float, WithinRange(0.1, 20.0)] = 1.0
     thickAxis: Annotated[str, Choice(list(ijk_geometry.AXIS_CHOICES))] = "auto"

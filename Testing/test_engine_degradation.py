@@ -62,7 +62,7 @@ def test_cubic_coefficients_solve_the_mirror_system() -> None:
     np.testing.assert_allclose(system @ coefficients, samples, atol=1e-12)
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_cubic_baseline_interpolates_and_reproduces_cubics_inside(scale: int) -> None:
     z = np.arange(25, dtype=np.float64)
     samples = (0.01 * z**3 - 0.2 * z**2 + z)[None, :, None] * np.ones((3, 1, 2))

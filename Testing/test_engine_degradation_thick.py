@@ -39,7 +39,7 @@ def test_box_taps_are_the_overlap_of_the_box_with_each_slice(scale: int) -> None
     np.testing.assert_allclose(taps, taps[::-1])
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_a_ramp_along_the_axis_survives_at_the_kept_slices(scale: int, axis: int) -> None:
     """Symmetric weights summing to 1 reproduce a line at their centre; at the ends the mirror bends the line,

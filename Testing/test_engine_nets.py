@@ -28,7 +28,7 @@ from CTSliceSynthesisLib.nets.views import (
     sagittal_images,
 )
 
-SCALES = (2, 3, 4)
+SCALES = (2, 3, 4, 5, 6)
 
 
 def lite_sint(scale: int) -> SliceInterpolator:
@@ -329,7 +329,7 @@ def test_interpolate_axial_training_returns_losses(fixed_seed: int) -> None:
     assert separateness is not None and separateness.ndim == 0
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_linear_residual_nets_start_as_linear_interpolation(scale: int) -> None:
     """With a linear residual base an untrained model is exactly linear interpolation in every view."""
     from dataclasses import replace
@@ -352,7 +352,7 @@ def test_linear_residual_nets_start_as_linear_interpolation(scale: int) -> None:
     torch.testing.assert_close(out, expected)
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_lite_nets_start_as_cubic_interpolation(scale: int) -> None:
     """The lite preset corrects cubic B-spline interpolation: untrained, every view equals the z-only cubic
     baseline, and whole-volume synthesis (chunked, with cubic context) matches ``upsample_cubic`` to 0.02 HU."""

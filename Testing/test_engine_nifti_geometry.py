@@ -123,7 +123,7 @@ def check_round_trip(source: Path, output: Path, thick: int, kind: str, scale: i
     np.testing.assert_allclose(after.affine @ index_out, before.affine @ index_in, atol=1e-4)
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("kind", ["axis_aligned", "oblique"])
 @pytest.mark.parametrize("thick", [0, 1, 2])
 def test_geometry_round_trip(tmp_path: Path, thick: int, kind: str, scale: int) -> None:

@@ -34,7 +34,7 @@ def sampler(volumes, scale=2, seed=0, profiles=PROFILES, **options) -> InPlanePa
     return InPlanePairSampler(volumes, scale, profiles, torch.Generator().manual_seed(seed), **options)
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_batches_have_the_documented_layout_and_range(scale: int) -> None:
     """``low (N, 1, A, L)`` and ``target (N, 1, A, r(L − 1) + 1)`` in [0, 1]; rows shrink to fit 32-pixel images."""
     pairs = sampler([noise_volume()], scale, shape=PairShape(rows=48, columns=12))

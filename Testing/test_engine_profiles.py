@@ -128,7 +128,7 @@ def test_invalid_ranges_are_refused(spacing, ratio) -> None:
         ProfileRange(spacing_mm=spacing, thickness_ratio=ratio)
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_blind_thickness_ratio_spans_gaps_to_overlap(scale: int) -> None:
     low, high = blind_thickness_ratio(scale)
     assert low == pytest.approx(UNKNOWN_THICKNESS_RATIO[0] / scale) and high == UNKNOWN_THICKNESS_RATIO[1]

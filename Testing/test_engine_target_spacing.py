@@ -77,3 +77,75 @@ def test_target_spacing_not_below_the_slice_spacing_is_refused(spacing: float, t
 def test_target_spacing_needs_positive_spacings(spacing: float, target: float) -> None:
     with pytest.raises(InputError, match="positive"):
         scale_for_target_spacing(spacing, target)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# synthesize --target-spacing: the CLI end to end, with an untrained lite model for the chosen factor.
+
+
+def _thick_nifti(folder, spacing_mm: float, slices: int = 4):
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    voxels = rng.integers(-1000, 1500, size=(12, 10, slices)).astype(np.int16)
+    affine = np.diag([0.8, 0.8, spacing_mm, 1.0])
+    affine[:3, 3] = (-4.0, 7.5, 30.0)
+    path = folder / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(voxels, affine), str(path))
+    return path, voxels
+
+
+@pytest.mark.parametrize(("spacing", "target", "expected"), [(5.0, 1.0, 5), (2.5, 1.0, 3), (6.0, 1.0, 6)])
+def test_cli_target_spacing_chooses_r_keeps_acquired_slices_and_says_so(
+    tmp_path, capsys, spacing: float, target: float, expected: int
+) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from CTSliceSynthesisLib import cli
+    from CTSliceSynthesisLib.inference.model_store import save_model
+    from conftest import untrained_lite
+
+    source, voxels = _thick_nifti(tmp_path, spacing)
+    model = tmp_path / f"lite_x{expected}.pt"
+    save_model(untrained_lite(expected), model)
+    output = tmp_path / "thin.nii.gz"
+    code = cli.main(["synthesize", "--input", str(source), "--output", str(output), "--target-spacing", str(target),
+                     "--model", str(model), "--device", "cpu", "--adapt-seconds", "0", "--slice-thickness",
+                     str(spacing)])
+    assert code == 0
+    written = nib.load(str(output))
+    result = np.asarray(written.dataobj)
+    assert result.shape[2] == (voxels.shape[2] - 1) * expected + 1
+    assert np.array_equal(result[..., ::expected], voxels)
+    assert written.header.get_zooms()[2] == pytest.approx(spacing / expected)
+    assert np.allclose(written.affine[:3, 3], (-4.0, 7.5, 30.0))
+    log = capsys.readouterr().err
+    assert f"×{expected} chosen for {target:g} mm" in log
+    assert f"spacing {spacing / expected:.4g} mm (×{expected}, chosen for {target:g} mm)" in log
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--scale", "2", "--target-spacing", "1"], "not allowed with argument"),
+        ([], "one of the arguments --scale --target-spacing is required"),
+        (["--target-spacing", "0"], "--target-spacing must be a positive number"),
+        (["--target-spacing", "5"], "already"),
+        (["--target-spacing", "0.5"], "×6"),
+    ],
+)
+def test_cli_target_spacing_refusals_are_one_line(tmp_path, capsys, flags, words: str) -> None:
+    from CTSliceSynthesisLib import cli
+
+    source, _ = _thick_nifti(tmp_path, 5.0)
+    output = tmp_path / "thin.nii.gz"
+    try:
+        code = cli.main(["synthesize", "--input", str(source), "--output", str(output), *flags, "--quiet"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(errors) == 1 and words in errors[0], errors
+    assert not output.exists()

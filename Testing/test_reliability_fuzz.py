@@ -42,7 +42,7 @@ lite = untrained_lite
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Dict[int, Path]:
     folder = tmp_path_factory.mktemp("fuzz_models")
     paths = {}
-    for scale in (2, 3, 4):
+    for scale in (2, 3, 4, 5, 6):
         paths[scale] = folder / f"lite_x{scale}.pt"
         save_model(lite(scale), paths[scale])
     return paths
@@ -151,7 +151,7 @@ def arbitrary_volume(draw) -> np.ndarray:
 @given(
     data=st.data(),
     thick_spacing=st.booleans(),
-    scale=st.sampled_from([2, 3, 4, 2, 3, 4, 1, 5]),  # mostly supported factors
+    scale=st.sampled_from([2, 3, 4, 5, 6, 2, 4, 1, 7]),  # mostly supported factors
     axis=st.sampled_from(["auto", "auto", "0", "1", "2"]),
 )
 def test_fuzz_any_input_exits_0_or_2(data, thick_spacing: bool, scale: int, axis: str, checkpoints) -> None:

@@ -45,7 +45,7 @@ def ijk_to_ras(directions: np.ndarray, spacing, origin=(12.5, -40.0, 7.25)) -> n
 
 @pytest.mark.parametrize("name", sorted(DIRECTIONS))
 @pytest.mark.parametrize("thick", [0, 1, 2])
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 6])
 def test_output_grid_keeps_acquired_slices_in_place(name: str, thick: int, scale: int) -> None:
     spacing = [0.7, 0.8, 0.9]
     spacing[thick] = 5.0

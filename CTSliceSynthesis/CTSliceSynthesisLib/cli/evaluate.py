@@ -27,7 +27,7 @@ FIGURES_DIR = "figures"
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``evaluate``."""
     parser.add_argument("--input", required=True, nargs="+", type=Path, help="thin-slice CT NIfTI files or folders")
-    parser.add_argument("--scale", required=True, nargs="+", type=int, help="factors to simulate: 2, 3 and/or 4")
+    parser.add_argument("--scale", required=True, nargs="+", type=int, help=f"factors to simulate, from {SUPPORTED_SCALES[0]} to {SUPPORTED_SCALES[-1]}")
     parser.add_argument("--output-dir", required=True, type=Path, help="evaluation.md, evaluation.json, figures/")
     parser.add_argument(
         "--model", nargs="+", type=Path, help="checkpoints, one per scale (default: the bundled model of each scale)"

@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List
 
-from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISION_HELP, PRECISIONS
+from ..core.config import (
+    DEFAULT_ADAPT_SECONDS,
+    DEFAULT_FUSION,
+    FUSIONS,
+    PRECISION_HELP,
+    PRECISIONS,
+    SUPPORTED_SCALES,
+)
 from .arguments import PROGRAM, parse_axis
 from .progress import ProgressReporter
 
@@ -28,7 +35,17 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", required=True, type=Path, help="where to write the result (.nii or .nii.gz; .npy for .npy input)"
     )
-    parser.add_argument("--scale", required=True, type=int, help="slices per input gap: 2, 3 or 4")
+    factors = parser.add_mutually_exclusive_group(required=True)
+    factors.add_argument(
+        "--scale", type=int, help=f"slices per input gap r: {SUPPORTED_SCALES[0]} to {SUPPORTED_SCALES[-1]}"
+    )
+    factors.add_argument(
+        "--target-spacing",
+        type=float,
+        metavar="MM",
+        help="choose r instead: the one that brings the slice spacing closest to MM mm without going above it "
+        "(the smaller r on a tie; 5 mm to 1 mm is ×5, 2.5 mm to 1 mm is ×3: 0.83 mm)",
+    )
     parser.add_argument("--model", type=Path, help="checkpoint to use (default: the bundled model for --scale)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -72,6 +89,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
         input_path=args.input,
         output_path=args.output,
         scale=args.scale,
+        target_spacing=args.target_spacing,
         axis=parse_axis(args.axis),
         disagreement_path=args.disagreement,
         checkpoint=args.model,
@@ -111,8 +129,9 @@ def describe_run(info: "RunInfo") -> str:
     """The line about the input and the model, printed when both are loaded."""
     spacing = "" if info.spacing is None else f", spacing {' × '.join(f'{s:.3g}' for s in info.spacing)} mm"
     slices = "" if info.geometry is None else f"; {info.geometry.describe()}"
+    chosen = "" if info.target_spacing is None else f"; ×{info.scale} chosen for {info.target_spacing:g} mm"
     return (
-        f"{info.input_name}: {info.shape} {info.dtype}{spacing}, thick axis {info.axis}{slices}; model "
+        f"{info.input_name}: {info.shape} {info.dtype}{spacing}, thick axis {info.axis}{slices}{chosen}; model "
         f"{info.model_id} ({info.preset}, ×{info.scale}) on {info.device}, {info.precision}"
     )
 
@@ -121,6 +140,8 @@ def describe_output(result: "PipelineResult", output: Path) -> str:
     """The last line: what was written, its spacing along the thick axis, and the time it took."""
     info = result.info
     spacing = "" if info.spacing is None else f", spacing {info.spacing[info.axis] / info.scale:.4g} mm"
+    if info.target_spacing is not None:
+        spacing += f" (×{info.scale}, chosen for {info.target_spacing:g} mm)"
     adapted = f" (adapted to this scan in {result.adapted_steps} steps)" if result.adapted_steps else ""
     return (
         f"wrote {output} {result.output_shape}{spacing} along axis {info.axis}, in {result.seconds:.1f} s{adapted}"

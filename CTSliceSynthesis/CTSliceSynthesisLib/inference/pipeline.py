@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -29,7 +29,7 @@ import torch
 from ..core.callbacks import CancelCheck, ProgressCallback, sub_range
 from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, check_scale
 from ..core.errors import InputError, OutputError, SynthesisCancelled
-from ..core.geometry import SliceGeometry, choose_axis, upsampled_affine
+from ..core.geometry import SliceGeometry, choose_axis, scale_for_target_spacing, upsampled_affine
 from ..io.atomic import write_atomically
 from ..io.checks import (
     check_memory,
@@ -66,12 +66,14 @@ class PipelineOptions:
     ``slice_thickness`` is the input's slice thickness in mm when known (``thickness_source`` says where it came
     from: ``given`` or ``dicom``), else it is estimated from the voxels. ``spacing`` is the voxel spacing in mm
     of a ``.npy`` input, in array order (NIfTI inputs have theirs in the affine). Without ``overwrite`` an
-    existing output is refused.
+    existing output is refused. ``scale`` ``None`` chooses r from ``target_spacing`` (mm) once the input's slice
+    spacing is known (:func:`~CTSliceSynthesisLib.core.geometry.scale_for_target_spacing`); exactly one of the two
+    is given.
     """
 
     input_path: Path
     output_path: Path
-    scale: int
+    scale: Optional[int]
     axis: Optional[int] = None
     disagreement_path: Optional[Path] = None
     checkpoint: Optional[Path] = None
@@ -84,6 +86,7 @@ class PipelineOptions:
     thickness_source: str = "given"
     spacing: Optional[Tuple[float, float, float]] = None
     overwrite: bool = False
+    target_spacing: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class RunInfo:
 
     ``spacing`` is the voxel spacing in mm (``None`` for ``.npy`` input given none) and ``geometry`` the slices'
     spacing and thickness (``None`` without a spacing); ``model_id`` and ``sha256`` name the weights as loaded,
-    before any adaptation.
+    before any adaptation. ``target_spacing`` is the spacing asked for when r was chosen from it.
     """
 
     input_name: str
@@ -107,6 +110,7 @@ class RunInfo:
     preset: str
     device: torch.device
     precision: str
+    target_spacing: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ def run_pipeline(
     say = log or (lambda line: None)
     cancelled = cancel or (lambda: False)
     _check_options(options)
+    options = _resolve_scale(options)
     source = _read_input(options, say)
     geometry = slice_geometry(source.data, source.axis, source.spacing, options.slice_thickness,
                               options.thickness_source)
@@ -307,7 +312,12 @@ def provenance(model: SynthesisModel, scale: int, geometry: Optional[SliceGeomet
 
 def _check_options(options: PipelineOptions) -> None:
     """Refuse what the options alone rule out: scale, fusion, adaptation budget, output paths."""
-    check_scale(options.scale)
+    if (options.scale is None) == (options.target_spacing is None):
+        raise InputError("give either --scale or --target-spacing")
+    if options.target_spacing is not None and not options.target_spacing > 0:
+        raise InputError("--target-spacing must be a positive number of mm")
+    if options.scale is not None:
+        check_scale(options.scale)
     if options.fusion not in FUSIONS:
         raise InputError(f"unknown fusion {options.fusion!r}: choose one of {', '.join(FUSIONS)}")
     if options.adapt_seconds < 0:
@@ -326,6 +336,20 @@ def _check_options(options: PipelineOptions) -> None:
         raise OutputError("--disagreement must differ from --output")
 
 
+def _resolve_scale(options: PipelineOptions) -> PipelineOptions:
+    """``options`` with ``scale`` set: as given, or chosen from ``target_spacing`` and the input's slice spacing."""
+    if options.scale is not None:
+        return options
+    if _is_numpy(options.input_path):
+        if options.spacing is None or options.axis is None:
+            raise InputError("--target-spacing needs the voxel spacing and the thick axis of a .npy input")
+        spacing = float(options.spacing[options.axis])
+    else:
+        voxel_spacing, axis = choose_axis(open_nifti(options.input_path).affine, options.input_path.name, options.axis)
+        spacing = float(voxel_spacing[axis])
+    return replace(options, scale=scale_for_target_spacing(spacing, options.target_spacing))
+
+
 def _run_info(
     options: PipelineOptions, source: _Input, geometry: Optional[SliceGeometry], model: SynthesisModel
 ) -> RunInfo:
@@ -342,6 +366,7 @@ def _run_info(
         preset=model.preset,
         device=model.device,
         precision=model.precision_name,
+        target_spacing=options.target_spacing,
     )
 
 
