@@ -38,9 +38,9 @@ SHAPE = (24, 20, 5)
 PARALLEL_RUNS = 2
 RUN_TIMEOUT_S = 180
 EXIT_USER_ERROR = 2
-# ``synthesize`` adapts the model to each scan first by default (core.config.DEFAULT_ADAPT_SECONDS): tests whose
+# ``synthesize`` adapts the model to each scan first by default (core.config.DEFAULT_ADAPT_STEPS steps): tests whose
 # subject is not adaptation turn it off, or every tiny run would take that long.
-NO_ADAPTATION = ("--adapt-seconds", "0")
+NO_ADAPTATION = ("--adapt-steps", "0")
 
 
 # --------------------------------------------------------------------------------------------------------------
