@@ -185,6 +185,23 @@ class Assets:
     lite3: Path
 
 
+def save_tiny_checkpoint(path: Path, scale: int = 2, seed: int = 0) -> Path:
+    """A random-initialised checkpoint much smaller than ``lite`` (PInt 8 channels, 1 group of 1 block; SInt-A
+    1 block per group), so that the default command, 100 adaptation steps included, takes a few seconds."""
+    from CTSliceSynthesisLib.core.config import ModelConfig, PIntConfig, SIntConfig, model_config
+    from CTSliceSynthesisLib.nets import SynthesisNetworks
+
+    lite = model_config("lite", scale)
+    config = ModelConfig(
+        preset="lite", scale=scale, sint=SIntConfig(stem_channels=1, block=8, blocks_per_group=1),
+        pint=PIntConfig(width=8, groups=1, blocks_per_group=1), residual=lite.residual, base=lite.base,
+    )
+    torch.manual_seed(seed)
+    model = model_store.prepare_model(SynthesisNetworks(config), "tiny", None, torch.device("cpu"), "fp32")
+    model_store.save_model(model, path)
+    return path
+
+
 def make_assets(folder: Path) -> Assets:
     torch.manual_seed(0)
     model_store.save_model(model_store.create_model("lite", 2), folder / "lite_x2.pt")
