@@ -360,7 +360,7 @@ def provenance(
     the field is shortened (ending in ``~``) so that the rest always fits."""
     base_id = model.model_id.split("+adapted")[0]
     tail = ""
-    if adaptation is not None and adaptation.steps:
+    if adaptation is not None:  # even 0 steps: a cap that stopped the run before its first step is recorded
         tail += f" +adapt{adaptation.steps}{'cap' if adaptation.capped else ''} seed{adaptation.seed}"
     if geometry is not None:
         tail += f"; T={geometry.thickness_mm:.2f}mm({geometry.thickness_source}) dz={geometry.spacing_mm:.2f}mm"
