@@ -69,7 +69,7 @@ def test_the_seed_alone_draws_the_pairs(one_torch_thread) -> None:
 def test_progress_is_a_fraction_of_the_steps_under_one_stage(one_torch_thread) -> None:
     seen: List[tuple] = []
     adapt(steps=4, progress=lambda fraction, stage: seen.append((fraction, stage)))
-    assert seen == [(0.0, ADAPT_STAGE), (0.25, ADAPT_STAGE), (0.5, ADAPT_STAGE), (0.75, ADAPT_STAGE), (1.0, ADAPT_STAGE)]
+    assert seen == [(fraction, ADAPT_STAGE) for fraction in (0.0, 0.25, 0.5, 0.75, 1.0)]
 
 
 def test_time_does_not_change_the_arithmetic(monkeypatch, one_torch_thread) -> None:

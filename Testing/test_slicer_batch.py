@@ -40,8 +40,8 @@ def folder(tmp_path: Path) -> Path:
 def test_arguments_are_parsed(tmp_path: Path) -> None:
     checkpoint = touch(tmp_path / "m.pt")
     options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nii.gz", "--scale", "3", "--axis", "J",
-                                "--checkpoint", str(checkpoint), "--device", "cpu", "--adapt-steps", "60", "--seed", "4",
-                                "--disagreement", "--overwrite", "--install-dependencies"])
+                                "--checkpoint", str(checkpoint), "--device", "cpu", "--adapt-steps", "60",
+                                "--seed", "4", "--disagreement", "--overwrite", "--install-dependencies"])
     assert options == batch_args.BatchOptions(
         input=Path("in.nrrd"), output=Path("out.nii.gz"), scale=3, axis="J", checkpoint=checkpoint, device="cpu",
         adapt_steps=60, seed=4, disagreement=True, output_format="nrrd", overwrite=True, install_dependencies=True)

@@ -37,7 +37,8 @@ def test_provenance_attributes_are_strings_that_say_synthetic() -> None:
     assert attributes["CTSliceSynthesis.scale"] == "2"
     assert attributes["CTSliceSynthesis.modelSha256"] == ""
     assert attributes["CTSliceSynthesis.adaptBudgetSteps"] == "120"
-    assert attributes["CTSliceSynthesis.adaptCapSeconds"] == "" and attributes["CTSliceSynthesis.adaptCapped"] == "false"
+    assert attributes["CTSliceSynthesis.adaptCapSeconds"] == ""
+    assert attributes["CTSliceSynthesis.adaptCapped"] == "false"
     assert attributes["CTSliceSynthesis.engineVersion"] == __version__
 
 

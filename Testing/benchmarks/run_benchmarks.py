@@ -162,7 +162,8 @@ def real_ct_rows(work: Path, scales: Sequence[int], device: str, say) -> List[Di
             command += ["--adapt-steps", adapt] if adapt is not None else []
             result = run_child(command)
             output.unlink()
-            method = f"lite → {suffix}" + (", no adaptation" if adapt is not None else f", default (adapts {DEFAULT_ADAPT_STEPS} steps)")
+            default = f", default (adapts {DEFAULT_ADAPT_STEPS} steps)"
+            method = f"lite → {suffix}" + (", no adaptation" if adapt is not None else default)
             rows.append({**_row(method, REAL_CT_SLICES, scale, device, result, output_gib, cubic["wall_s"]),
                          "volume": label})
             say(rows[-1])

@@ -143,11 +143,6 @@ class Adaptation:
         return (f"adapted to this scan in only {self.steps} of {self.planned} steps, seed {self.seed}: stopped by "
                 f"the {self.cap_seconds:g} s cap (--adapt-seconds), so the result is not reproducible")
 
-    def to_dict(self) -> dict:
-        """The JSON form (the Slicer module's RESULT line)."""
-        return {"adapt_steps_planned": self.planned, "adapted_steps": self.steps, "adapt_seed": self.seed,
-                "adapt_capped": self.capped, "adapt_seconds_cap": self.cap_seconds, "reproducible": self.reproducible}
-
 
 @dataclass(frozen=True)
 class PipelineResult:
@@ -187,9 +182,9 @@ def run_pipeline(
     ``progress(fraction, stage)`` follows the whole run (0.02 loading the model, 0.05–0.97 adaptation and
     synthesis, 0.98 writing, 1.0 done; the stage texts are constant, the fraction says how far a stage is);
     ``cancel()`` returning True stops it with :class:`SynthesisCancelled` before anything is written;
-    ``log(line)`` receives warnings (``"warning: …"``, e.g. an adaptation cut short by its cap); ``on_ready(info)`` is
-    called once the input and the model are loaded, just before the work starts. Every refusal is a one-line
-    :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
+    ``log(line)`` receives warnings (``"warning: …"``, e.g. an adaptation cut short by its cap);
+    ``on_ready(info)`` is called once the input and the model are loaded, just before the work starts. Every
+    refusal is a one-line :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
     """
     report: ProgressCallback = progress or (lambda fraction, stage: None)
     say = log or (lambda line: None)

@@ -53,7 +53,8 @@ Message = Union[Progress, Result, Failure]
 @dataclass(frozen=True)
 class SynthesisRequest:
     """Everything the background process needs: files, factor, thick axis, model, device, precision, fusion,
-    adaptation budget in steps, its optional wall-time cap and its seed (the options of ``ct-slice-synthesis synthesize``; both run the same pipeline).
+    adaptation budget in steps, its optional wall-time cap and its seed (the options of
+    ``ct-slice-synthesis synthesize``; both run the same pipeline).
 
     ``axis`` is the thick axis of the array in the input file (numpy order), or ``None`` to let a NIfTI input's
     affine decide. ``checkpoint`` ``None`` means the bundled weights for ``scale``. ``spacing`` is the voxel
