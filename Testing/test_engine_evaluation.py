@@ -373,7 +373,7 @@ def test_evaluate_command_with_figures_ablations_and_compare(inputs: dict, capsy
     [
         (lambda a, i: a + ["--model", str(i["models"][3])], "is a ×3 model but --scale is 2"),
         (lambda a, i: a + ["--model", str(i["models"][2]), str(i["models"][2])], "two ×2 models"),
-        (lambda a, i: [x if x != "2" else "5" for x in a], "unsupported scale 5"),
+        (lambda a, i: [x if x != "2" else "7" for x in a], "unsupported scale 7"),
         (lambda a, i: [x if x != str(i["volume"]) else str(i["volume"]) + ".missing" for x in a], "not found"),
         (lambda a, i: a + ["--model", str(i["volume"])], "tiny.nii.gz"),
         (lambda a, i: a + ["--axis", "up"], "--axis must be"),
