@@ -31,7 +31,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS, SUPPORTED_SCALES
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED, SUPPORTED_SCALES
 from CTSliceSynthesisLib.core.errors import InputError
 from CTSliceSynthesisLib.core.geometry import scale_for_target_spacing, voxel_spacing
 from CTSliceSynthesisLib.slicer_support import dependencies, dicom_thickness, ijk_geometry, layout, naming
@@ -43,7 +43,7 @@ MODULE_DIR = pathlib.Path(__file__).resolve().parent
 MODEL_SOURCES = ("Bundled weights", "Checkpoint file")
 POLL_INTERVAL_MS = 200
 # "Adapt to this scan" starts as the engine's default budget says (on with it, or off).
-ADAPT_DEFAULT_ON, ADAPT_DEFAULT_SECONDS = thickness_field.adaptation_defaults(DEFAULT_ADAPT_SECONDS)
+ADAPT_DEFAULT_ON, ADAPT_DEFAULT_STEPS = thickness_field.adaptation_defaults(DEFAULT_ADAPT_STEPS)
 CITATION = (
     "Chaowei Fang, Liang Wang, Dingwen Zhang, Jun Xu, Yixuan Yuan, Junwei Han. Incremental Cross-view Mutual "
     "Distillation for Self-supervised Medical CT Synthesis. CVPR 2022. arXiv:2112.10325"
@@ -109,7 +109,7 @@ class CTSliceSynthesisParameterNode:
     checkpointPath: pathlib.Path
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     adaptToScan: bool = ADAPT_DEFAULT_ON
-    adaptSeconds: Annotated[int, WithinRange(*thickness_field.ADAPT_SECONDS_RANGE)] = ADAPT_DEFAULT_SECONDS
+    adaptSteps: Annotated[int, WithinRange(*thickness_field.ADAPT_STEPS_RANGE)] = ADAPT_DEFAULT_STEPS
     outputDisagreement: bool = False
     showComparison: bool = True
     orientation: Annotated[str, Choice(list(layout.ORIENTATIONS))] = "Coronal"
@@ -203,7 +203,7 @@ class CTSliceSynthesisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.scaleComboBox.enabled = not params.useTargetSpacing
         self.ui.targetSpacingSpinBox.enabled = params.useTargetSpacing
         self.ui.checkpointPathLineEdit.enabled = params.modelSource == MODEL_SOURCES[1]
-        self.ui.adaptSecondsSpinBox.enabled = params.adaptToScan
+        self.ui.adaptStepsSpinBox.enabled = params.adaptToScan
         self.ui.disagreementSelector.enabled = params.outputDisagreement
         if self._task is not None:
             return
@@ -494,7 +494,7 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
             thicknessSource=thicknessSource,
             checkpoint=str(params.checkpointPath) if params.modelSource == MODEL_SOURCES[1] else None,
             device=params.device,
-            adaptSeconds=float(params.adaptSeconds) if params.adaptToScan else 0.0,
+            adaptSteps=int(params.adaptSteps) if params.adaptToScan else 0,
             withDisagreement=params.outputDisagreement,
             disagreementVolume=params.disagreementVolume,
             **kwargs,
@@ -508,7 +508,9 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         thickAxis: str = "auto",
         checkpoint: Optional[str] = None,
         device: str = "auto",
-        adaptSeconds: float = DEFAULT_ADAPT_SECONDS,
+        adaptSteps: int = DEFAULT_ADAPT_STEPS,
+        adaptSeconds: Optional[float] = None,
+        seed: int = DEFAULT_SEED,
         sliceThickness: Optional[float] = None,
         thicknessSource: str = "given",
         withDisagreement: bool = False,
@@ -523,7 +525,8 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
         ``outputVolume``/``disagreementVolume`` ``None`` create new nodes next to the input when the result is
         complete. ``sliceThickness`` is the input's slice thickness in mm when known (``thicknessSource``:
         ``given`` or ``dicom``), else the background process estimates it; the voxel spacing always goes with
-        the voxels, so that adaptation (``adaptSeconds`` > 0) can run. Blocking (``waitForCompletion=True``):
+        the voxels, so that adaptation (``adaptSteps`` > 0 steps from ``seed``; ``adaptSeconds``, optional, caps it
+        in wall time, which makes a run it cuts short not reproducible) can run. Blocking (``waitForCompletion=True``):
         returns :class:`SynthesisOutputs` or raises ``RuntimeError`` with a one-line message. Otherwise returns a
         :class:`SynthesisTask` at once and calls ``completedCallback(outcome, outputs)`` when done; ``outputs`` is
         ``None`` unless it completed.
@@ -543,7 +546,9 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
             axis=grid.numpy_axis,
             checkpoint=checkpoint,
             device=device,
+            adapt_steps=adaptSteps,
             adapt_seconds=adaptSeconds,
+            seed=seed,
             disagreement_path=os.path.join(workDir, "disagreement.npy") if withDisagreement else None,
             spacing=ijk_geometry.numpy_spacing(ijkToRAS),
             slice_thickness=sliceThickness,
@@ -634,9 +639,12 @@ class CTSliceSynthesisLogic(ScriptedLoadableModuleLogic):
             model_sha256=info.get("sha256"),
             preset=str(info.get("preset", "")),
             device=str(info.get("device", "")),
-            adapt_seconds=float(info.get("adapt_seconds") or 0.0),
             input_name=inputVolume.GetName(),
+            adapt_steps=int(info.get("adapt_steps") or 0),
             adapted_steps=int(info.get("adapted_steps") or 0),
+            adapt_seed=info.get("adapt_seed"),
+            adapt_capped=bool(info.get("adapt_capped")),
+            adapt_seconds=info.get("adapt_seconds"),
             slice_thickness=info.get("slice_thickness_mm"),
             thickness_source=info.get("thickness_source"),
         )
@@ -707,8 +715,9 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(grid.dimensions, (16, 24, 7))
         synthesized = np.repeat(voxels, 2, axis=0)[:7]
         output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "out")
-        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 30.0,
-                "adapted_steps": 12, "slice_thickness_mm": 5.0, "thickness_source": "dicom"}
+        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_steps": 12,
+                "adapted_steps": 12, "adapt_seed": 0, "adapt_capped": False, "adapt_seconds": None,
+                "slice_thickness_mm": 5.0, "thickness_source": "dicom"}
         logic._fillVolume(output, synthesized, grid, inputVolume, info)
         ijkToRAS = vtk.vtkMatrix4x4()
         output.GetIJKToRASMatrix(ijkToRAS)
@@ -720,6 +729,8 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(output.GetTransformNodeID(), transform.GetID())
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.scale"), "2")
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.adaptedSteps"), "12")
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.adaptSeed"), "0")
+        self.assertEqual(output.GetAttribute("CTSliceSynthesis.adaptReproducible"), "true")
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThickness"), "5")
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThicknessSource"), "dicom")
         self.assertIsNone(logic.dicomSliceThickness(inputVolume))  # not loaded from DICOM
@@ -735,7 +746,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
                                    axis=grid.numpy_axis)
         np.save(request.output_path, synthesized, allow_pickle=False)
         job = _Job(inputVolume.GetID(), None, None, grid, request, workDir)
-        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_seconds": 0.0}
+        info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_steps": 0}
         return job, Outcome("completed", "synthesis completed", info)
 
     def test_resultPlacedInScene(self) -> None:
@@ -810,7 +821,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
             slicer.mrmlScene.RemoveNode(created)
             inputVolume = slicer.util.loadVolume(volumeFile, {"name": "thick", "show": False})
             outputs = CTSliceSynthesisLogic().process(
-                inputVolume, scale=2, checkpoint=checkpoint, device="cpu", adaptSeconds=0.0, sliceThickness=6.0,
+                inputVolume, scale=2, checkpoint=checkpoint, device="cpu", adaptSteps=0, sliceThickness=6.0,
                 withDisagreement=True)
         finally:
             shutil.rmtree(workDir, ignore_errors=True)

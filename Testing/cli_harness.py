@@ -38,9 +38,9 @@ SHAPE = (24, 20, 5)
 PARALLEL_RUNS = 2
 RUN_TIMEOUT_S = 180
 EXIT_USER_ERROR = 2
-# ``synthesize`` adapts the model to each scan first by default (core.config.DEFAULT_ADAPT_SECONDS): tests whose
+# ``synthesize`` adapts the model to each scan first by default (core.config.DEFAULT_ADAPT_STEPS steps): tests whose
 # subject is not adaptation turn it off, or every tiny run would take that long.
-NO_ADAPTATION = ("--adapt-seconds", "0")
+NO_ADAPTATION = ("--adapt-steps", "0")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -183,6 +183,23 @@ class Assets:
     volume: Path
     lite2: Path
     lite3: Path
+
+
+def save_tiny_checkpoint(path: Path, scale: int = 2, seed: int = 0) -> Path:
+    """A random-initialised checkpoint much smaller than ``lite`` (PInt 8 channels, 1 group of 1 block; SInt-A
+    1 block per group), so that the default command, 100 adaptation steps included, takes a few seconds."""
+    from CTSliceSynthesisLib.core.config import ModelConfig, PIntConfig, SIntConfig, model_config
+    from CTSliceSynthesisLib.nets import SynthesisNetworks
+
+    lite = model_config("lite", scale)
+    config = ModelConfig(
+        preset="lite", scale=scale, sint=SIntConfig(stem_channels=1, block=8, blocks_per_group=1),
+        pint=PIntConfig(width=8, groups=1, blocks_per_group=1), residual=lite.residual, base=lite.base,
+    )
+    torch.manual_seed(seed)
+    model = model_store.prepare_model(SynthesisNetworks(config), "tiny", None, torch.device("cpu"), "fp32")
+    model_store.save_model(model, path)
+    return path
 
 
 def make_assets(folder: Path) -> Assets:

@@ -55,10 +55,10 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
 # Refusals: each builder makes its files in its own folder and says how to call the command and what to expect.
 
 
-@CASES.case("scale_5")
+@CASES.case("scale_7")
 def _(work: Path, assets: Assets) -> Case:
     source = copy_of_volume(work, assets)
-    return input_case(source, assets, "unsupported scale 5", scale=5)
+    return input_case(source, assets, "unsupported scale 7", scale=7)
 
 
 @CASES.case("scale_1")
@@ -166,7 +166,7 @@ def test_bad_input_is_refused_cleanly(name: str, refusals: Dict[str, Outcome], c
 
 def test_every_bad_input_of_issue_2_has_a_case() -> None:
     """The issue 2 list; its other entries are issue 6 cases (``test_reliability_inputs.py``)."""
-    expected = {"scale_5", "scale_1", "missing_input", "not_nifti_extension"}
+    expected = {"scale_7", "scale_1", "missing_input", "not_nifti_extension"}
     assert expected <= set(CASES)
 
 

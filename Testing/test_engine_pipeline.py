@@ -18,7 +18,7 @@ import torch
 from cli_harness import ENGINE_ROOT, cli_command, cli_env, ct_volume, save_volume
 from CTSliceSynthesisLib.core.errors import InputError, OutputError
 from CTSliceSynthesisLib.inference.model_store import create_model, save_model
-from CTSliceSynthesisLib.inference.pipeline import PipelineOptions, run_pipeline
+from CTSliceSynthesisLib.inference.pipeline import Adaptation, PipelineOptions, run_pipeline
 from CTSliceSynthesisLib.slicer_support import process_protocol as protocol
 
 SCRIPT = ENGINE_ROOT / "Scripts" / "synthesize_process.py"
@@ -47,10 +47,10 @@ def test_cli_and_background_process_write_the_same_bytes(tmp_path: Path, inputs,
     outputs = {name: (tmp_path / f"{name}.nii", tmp_path / f"{name}_spread.nii") for name in ("cli", "process")}
     run(cli_command(["--input", source, "--output", outputs["cli"][0], "--disagreement", outputs["cli"][1],
                      "--scale", "2", "--model", checkpoint, "--device", "cpu", "--precision", "fp32",
-                     "--fusion", fusion, "--quiet", "--adapt-seconds", "0"]))
+                     "--fusion", fusion, "--quiet", "--adapt-steps", "2"]))
     request = protocol.SynthesisRequest(str(source), str(outputs["process"][0]), 2, checkpoint=str(checkpoint),
                                         device="cpu", disagreement_path=str(outputs["process"][1]),
-                                        precision="fp32", fusion=fusion, adapt_seconds=0)
+                                        precision="fp32", fusion=fusion, adapt_steps=2)
     process = run(protocol.build_command(sys.executable, str(SCRIPT), request))
     assert protocol.parse_line(process.stdout.strip().splitlines()[-1]).info["model_id"] == "lite_x2"
     for cli_file, process_file in zip(outputs["cli"], outputs["process"]):
@@ -61,43 +61,63 @@ def test_cli_and_background_process_write_the_same_bytes(tmp_path: Path, inputs,
 
 
 def test_pipeline_adapts_then_synthesizes(tmp_path: Path, inputs, one_torch_thread) -> None:
-    """A short adaptation runs to its end (the steps are counted), and the result names the weights as loaded."""
+    """A short adaptation runs all its steps, with one constant stage text; the result names the weights as
+    loaded and says how it adapted."""
     source, checkpoint = inputs
     stages: List[str] = []
     options = PipelineOptions(source, tmp_path / "thin.nii.gz", 2, checkpoint=checkpoint, device="cpu",
-                              precision="fp32", adapt_seconds=0.5)
+                              precision="fp32", adapt_steps=2, seed=5)
     result = run_pipeline(options, progress=lambda fraction, stage: stages.append(stage))
-    assert result.adapted_steps >= 1 and result.info.model_id == "lite_x2" and len(result.info.sha256) == 64
+    assert result.adapted_steps == 2 and result.info.model_id == "lite_x2" and len(result.info.sha256) == 64
+    assert result.adaptation == Adaptation(2, 2, 5, False, None, result.adaptation.seconds)
     assert stages[0] == "loading the model" and "adapting to this scan" in stages and stages[-1] == "done"
+    assert not [stage for stage in stages if "step" in stage]  # progress is a fraction, not a line per step
     assert nib.load(str(tmp_path / "thin.nii.gz")).shape == (24, 24, 11)
 
 
-def test_synthesize_adapts_to_the_scan_by_default(tmp_path: Path, inputs, one_torch_thread, capsys) -> None:
-    """Adaptation is on unless turned off: the parser's default and ``--help`` are DEFAULT_ADAPT_SECONDS (60 s),
-    and ``synthesize`` given only ``--adapt-steps 1`` adapts, as the output's description records."""
+@pytest.mark.parametrize("command", ["synthesize", "evaluate"])
+def test_adaptation_defaults_are_steps_and_a_seed(command: str, capsys) -> None:
+    """Adaptation is on unless turned off, with a budget in steps: the parser's defaults and ``--help`` are
+    DEFAULT_ADAPT_STEPS and DEFAULT_SEED, and ``--adapt-seconds`` is an optional cap with no default."""
     from CTSliceSynthesisLib import cli
     from CTSliceSynthesisLib.cli.main import build_parser
-    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED
 
-    source, checkpoint = inputs
-    output = tmp_path / "thin.nii.gz"
-    assert DEFAULT_ADAPT_SECONDS == 60
-    parsed = build_parser().parse_args(["synthesize", "--input", str(source), "--output", str(output), "--scale", "2"])
-    assert parsed.adapt_seconds == DEFAULT_ADAPT_SECONDS and parsed.adapt_steps is None
+    required = {"synthesize": ["--input", "a.nii", "--output", "b.nii", "--scale", "2"],
+                "evaluate": ["--input", "a.nii", "--output-dir", "out", "--scale", "2"]}[command]
+    parsed = build_parser().parse_args([command, *required])
+    assert (parsed.adapt_steps, parsed.adapt_seconds, parsed.seed) == (DEFAULT_ADAPT_STEPS, None, DEFAULT_SEED)
     with pytest.raises(SystemExit) as stopped:
-        cli.main(["synthesize", "--help"])
+        cli.main([command, "--help"])
     assert stopped.value.code == 0
     words = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
-    adapt_help = words[words.index("--adapt-seconds ADAPT_SECONDS "):words.index("--adapt-steps ADAPT_STEPS ")]
-    assert f"default {DEFAULT_ADAPT_SECONDS:g};" in adapt_help
+    steps_help = words[words.index("--adapt-steps N "):words.index("--adapt-seconds S ")]
+    assert f"default {DEFAULT_ADAPT_STEPS};" in steps_help
+    cap_help = words[words.index("--adapt-seconds S "):words.index("--seed SEED ")]
+    assert "no default" in cap_help and "not reproducible" in cap_help
 
-    code = cli.main(["synthesize", "--input", str(source), "--output", str(output), "--scale", "2",
-                     "--model", str(checkpoint), "--device", "cpu", "--precision", "fp32", "--adapt-steps", "1",
-                     "--quiet"])
-    assert code == 0, capsys.readouterr().err
+
+def test_synthesize_records_its_adaptation(tmp_path: Path, inputs, one_torch_thread, capsys) -> None:
+    """``--adapt-steps 1 --seed 3`` adapts one step: the output's description and the last line say so;
+    ``--adapt-steps 0`` and ``--adapt-seconds 0`` both turn adaptation off."""
+    from CTSliceSynthesisLib import cli
+
+    source, checkpoint = inputs
+    base = ["synthesize", "--input", str(source), "--scale", "2", "--model", str(checkpoint), "--device", "cpu",
+            "--precision", "fp32"]
+    output = tmp_path / "thin.nii.gz"
+    assert cli.main([*base, "--output", str(output), "--adapt-steps", "1", "--seed", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "(adapted to this scan in 1 steps, seed 3)" in err.splitlines()[-1]
     description = nib.load(str(output)).header["descrip"].tobytes().rstrip(b"\0").decode("ascii")
-    assert "+adapt1" in description
-    assert description.startswith("CTSliceSynthesis x2 lite_x2 +adapt1; in T=")
+    assert description.startswith("CTSS x2 lite_x2 +adapt1 seed3; T=")
+    for off in (["--adapt-steps", "0"], ["--adapt-seconds", "0"]):
+        output = tmp_path / f"off{off[0]}.nii.gz"
+        assert cli.main([*base, "--output", str(output), "--quiet", *off]) == 0
+        description = nib.load(str(output)).header["descrip"].tobytes().rstrip(b"\0").decode("ascii")
+        assert "+adapt" not in description and "seed" not in description
+    assert cli.main([*base, "--output", str(tmp_path / "bad.nii.gz"), "--adapt-steps", "-1"]) == 2
+    assert "--adapt-steps must not be negative" in capsys.readouterr().err
 
 
 def test_pipeline_on_a_numpy_array(tmp_path: Path, inputs, one_torch_thread) -> None:
@@ -122,6 +142,10 @@ def test_pipeline_refuses_unknown_options_before_reading(tmp_path: Path, inputs)
     source, _ = inputs
     with pytest.raises(InputError, match="unknown fusion"):
         run_pipeline(PipelineOptions(source, tmp_path / "o.nii", 2, fusion="median"))
-    with pytest.raises(InputError, match="unsupported scale 5"):
-        run_pipeline(PipelineOptions(source, tmp_path / "o.nii", 5))
+    with pytest.raises(InputError, match="unsupported scale 7"):
+        run_pipeline(PipelineOptions(source, tmp_path / "o.nii", 7))
+    with pytest.raises(InputError, match="--adapt-steps must not be negative"):
+        run_pipeline(PipelineOptions(source, tmp_path / "o.nii", 2, adapt_steps=-1))
+    with pytest.raises(InputError, match="--adapt-seconds must not be negative"):
+        run_pipeline(PipelineOptions(source, tmp_path / "o.nii", 2, adapt_seconds=-1.0))
     assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,7 @@ from cli_harness import ct_volume, save_volume
 from conftest import untrained_lite
 from CTSliceSynthesisLib.core.geometry import SliceGeometry
 from CTSliceSynthesisLib.inference.model_store import create_model, save_model
-from CTSliceSynthesisLib.inference.pipeline import PipelineOptions, provenance, run_pipeline, slice_geometry
+from CTSliceSynthesisLib.inference.pipeline import Adaptation, PipelineOptions, provenance, run_pipeline, slice_geometry
 from CTSliceSynthesisLib.training.profiles import ESTIMATE_RATIOS, estimate_thickness
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -84,20 +84,35 @@ def test_a_larger_volume_gets_an_estimated_thickness() -> None:
 def test_provenance_names_factor_model_adaptation_and_geometry() -> None:
     model = untrained_lite(2)
     geometry = SliceGeometry(4.0, 2.5, "given", (0.8, 0.8))
-    plain = provenance(model, 2, geometry, 0)
-    assert plain == "CTSliceSynthesis x2 untrained-lite-x2; in T=2.50mm(given) dz=4.00mm"
-    adapted = provenance(dataclasses.replace(model, model_id="untrained-lite-x2+adapted12"), 2, geometry, 12)
-    assert adapted == "CTSliceSynthesis x2 untrained-lite-x2 +adapt12; in T=2.50mm(given) dz=4.00mm"
-    assert len(adapted) <= 80
-    assert provenance(model, 2, None, 0) == "CTSliceSynthesis x2 untrained-lite-x2"
-    estimated = provenance(model, 2, SliceGeometry(5.0, 6.5, "estimated", (0.7, 0.7)), 0)
+    plain = provenance(model, 2, geometry, None)
+    assert plain == "CTSS x2 untrained-lite-x2; T=2.50mm(given) dz=4.00mm"
+    adapted_model = dataclasses.replace(model, model_id="untrained-lite-x2+adapted12")
+    adapted = provenance(adapted_model, 2, geometry, Adaptation(12, 12, 0))
+    assert adapted == "CTSS x2 untrained-lite-x2 +adapt12 seed0; T=2.50mm(given) dz=4.00mm"
+    capped = provenance(adapted_model, 2, geometry, Adaptation(12, 100, 7, capped=True, cap_seconds=1.0))
+    assert capped == "CTSS x2 untrained-lite-x2 +adapt12cap seed7; T=2.50mm(given) dz=4.00mm"
+    assert provenance(model, 2, None, None) == "CTSS x2 untrained-lite-x2"
+    estimated = provenance(model, 2, SliceGeometry(5.0, 6.5, "estimated", (0.7, 0.7)), None)
     assert "T=6.50mm(estimated) dz=5.00mm" in estimated
 
 
+def test_the_bundled_model_s_provenance_fits_whole() -> None:
+    """The default run's description (bundled weights, the longest thickness source, a capped run with thick
+    slices far apart) keeps every field within the 80 bytes of the NIfTI header."""
+    bundled = dataclasses.replace(untrained_lite(2), model_id="lite-x2-inplane-3000+adapted100")
+    geometry = SliceGeometry(10.0, 12.5, "estimated", (0.7, 0.7))
+    for adaptation in (Adaptation(100, 100, 0), Adaptation(37, 100, 0, capped=True, cap_seconds=60.0)):
+        text = provenance(bundled, 6, geometry, adaptation)
+        assert len(text) <= 80 and text.startswith("CTSS x6 lite-x2-inplane-3000 +adapt"), text
+        assert text.endswith(f"seed{adaptation.seed}; T=12.50mm(estimated) dz=10.00mm"), text
+
+
 def test_provenance_is_cut_to_80_characters() -> None:
+    """A model name too long for the field is shortened; adaptation and geometry stay whole."""
     long_id = dataclasses.replace(untrained_lite(2), model_id="a-very-long-checkpoint-name-" * 3)
-    text = provenance(long_id, 4, SliceGeometry(4.0, 2.5, "dicom", (0.8, 0.8)), 12345)
-    assert len(text) == 80 and text.startswith("CTSliceSynthesis x4 a-very-long")
+    text = provenance(long_id, 4, SliceGeometry(4.0, 2.5, "dicom", (0.8, 0.8)), Adaptation(12345, 12345, 0))
+    assert len(text) == 80 and text.startswith("CTSS x4 a-very-long")
+    assert text.endswith("~ +adapt12345 seed0; T=2.50mm(dicom) dz=4.00mm")
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------
@@ -117,7 +132,7 @@ def test_a_given_thickness_reaches_the_output_header(tmp_path: Path, inputs) -> 
     assert (geometry.spacing_mm, geometry.thickness_mm, geometry.thickness_source) == (4.0, 2.5, "given")
     assert geometry.in_plane_mm == pytest.approx((0.8, 0.8))
     description = description_of(tmp_path / "thin.nii.gz")
-    assert description == "CTSliceSynthesis x2 lite_x2; in T=2.50mm(given) dz=4.00mm"
+    assert description == "CTSS x2 lite_x2; T=2.50mm(given) dz=4.00mm"
     assert result.adapted_steps == 0 and "+adapt" not in description
     output = np.asanyarray(nib.load(str(tmp_path / "thin.nii.gz")).dataobj)
     assert output.shape == (24, 24, 11)
@@ -130,7 +145,7 @@ def test_without_a_thickness_a_small_volume_reports_its_spacing(tmp_path: Path, 
                               precision="fp32", thickness_source="dicom")  # no thickness: the source is unused
     result = run_pipeline(options)
     assert result.info.geometry.thickness_source == "spacing"
-    assert description_of(tmp_path / "thin.nii").endswith("; in T=4.00mm(spacing) dz=4.00mm")
+    assert description_of(tmp_path / "thin.nii").endswith("; T=4.00mm(spacing) dz=4.00mm")
 
 
 def test_numpy_input_without_spacing_warns_and_does_not_adapt(tmp_path: Path, inputs) -> None:

@@ -9,11 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
-from cli_harness import ENGINE_ROOT, cli_command, cli_env, ct_volume, save_volume
+from cli_harness import ENGINE_ROOT, cli_command, cli_env, ct_volume, save_tiny_checkpoint, save_volume
 from CTSliceSynthesisLib.cli.progress import ProgressReporter
-from CTSliceSynthesisLib.inference.model_store import create_model, save_model
 
 STAMPED = re.compile(r"^\[\d\d:\d\d:\d\d\] synthesize: \d{1,3}% \S")
 
@@ -75,16 +73,18 @@ def test_disabled_reporter_prints_nothing(terminal: bool) -> None:
 
 
 def test_synthesize_log_in_a_file(tmp_path: Path) -> None:
-    """``synthesize`` with stderr in a file: the input line, at most a dozen stamped progress lines, the result."""
-    torch.manual_seed(3)
-    save_model(create_model("lite", 2), tmp_path / "lite_x2.pt")
+    """``synthesize`` with its DEFAULT options (adaptation to the scan on) and stderr in a file: the input line,
+    one stamped line per stage and at most one per 10 % otherwise (adaptation included: no line per step), and
+    the result with the adaptation's steps and seed."""
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt", seed=3)
     source = save_volume(tmp_path / "thick.nii.gz", ct_volume((40, 36, 12)))
     log = tmp_path / "stderr.log"
     with open(log, "w") as stderr:
         code = subprocess.run(
             cli_command(["--input", source, "--output", tmp_path / "thin.nii.gz", "--scale", "2",
-                         "--model", tmp_path / "lite_x2.pt", "--device", "cpu", "--fusion", "calibrated",
-                         "--adapt-seconds", "0"]),
+                         "--model", checkpoint]),
             cwd=str(ENGINE_ROOT), env=cli_env(), stdout=subprocess.DEVNULL, stderr=stderr, timeout=300,
         ).returncode
     text = log.read_text()
@@ -93,10 +93,17 @@ def test_synthesize_log_in_a_file(tmp_path: Path) -> None:
     lines = text.splitlines()
     progress = [line for line in lines if STAMPED.match(line)]
     others = [line for line in lines if not STAMPED.match(line)]
-    assert 3 <= len(progress) <= 12, text
-    assert len(others) == 3, text  # the input and model, the fusion weights, what was written
+    assert 3 <= len(progress) <= 16, text
+    assert len(others) == 2, text  # the input and model, what was written
     assert others[0].startswith("thick.nii.gz: (40, 36, 12) int16") and others[-1].startswith("wrote ")
+    assert f"(adapted to this scan in {DEFAULT_ADAPT_STEPS} steps, seed {DEFAULT_SEED})" in others[-1]
     assert progress[-1].endswith("100% done")
+    adapting = [line for line in progress if line.endswith(" adapting to this scan")]
+    assert 2 <= len(adapting) <= 6, text  # the stage's first line, then one per 10 % of the whole run
+    assert not [line for line in lines if "step " in line], text
+    stages = [(int(line.split()[2].rstrip("%")), line.split(" ", 3)[3]) for line in progress]
+    for (before, stage_before), (after, stage) in zip(stages, stages[1:]):
+        assert stage != stage_before or after // 10 > before // 10, text  # within a stage: a new tenth
 
 
 def test_train_log_in_a_pipe(tmp_path: Path) -> None:

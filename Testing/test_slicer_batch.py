@@ -40,30 +40,33 @@ def folder(tmp_path: Path) -> Path:
 def test_arguments_are_parsed(tmp_path: Path) -> None:
     checkpoint = touch(tmp_path / "m.pt")
     options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nii.gz", "--scale", "3", "--axis", "J",
-                                "--checkpoint", str(checkpoint), "--device", "cpu", "--adapt-seconds", "60",
-                                "--disagreement", "--overwrite", "--install-dependencies"])
+                                "--checkpoint", str(checkpoint), "--device", "cpu", "--adapt-steps", "60",
+                                "--seed", "4", "--disagreement", "--overwrite", "--install-dependencies"])
     assert options == batch_args.BatchOptions(
         input=Path("in.nrrd"), output=Path("out.nii.gz"), scale=3, axis="J", checkpoint=checkpoint, device="cpu",
-        adapt_seconds=60.0, disagreement=True, output_format="nrrd", overwrite=True, install_dependencies=True)
+        adapt_steps=60, seed=4, disagreement=True, output_format="nrrd", overwrite=True, install_dependencies=True)
 
 
 def test_slice_thickness_and_adaptation_defaults(tmp_path: Path) -> None:
-    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED
 
     options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nrrd", "--scale", "2"])
     assert options.slice_thickness is None
-    assert options.adapt_seconds == DEFAULT_ADAPT_SECONDS
+    assert (options.adapt_steps, options.adapt_seconds, options.seed) == (DEFAULT_ADAPT_STEPS, None, DEFAULT_SEED)
     options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nrrd", "--scale", "2",
                                 "--slice-thickness", "0.625", "--adapt-seconds", "0"])
     assert (options.slice_thickness, options.adapt_seconds) == (0.625, 0.0)
+    options = parse_batch_args(["--input", "in.nrrd", "--output", "out.nrrd", "--scale", "2", "--adapt-steps", "0"])
+    assert options.adapt_steps == 0
 
 
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
         (["--output", "o.nrrd", "--scale", "2"], "--input"),
-        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "5"], "invalid choice"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "7"], "invalid choice"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--adapt-seconds", "-5"], "negative"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--adapt-steps", "-5"], "negative"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--checkpoint", "nope.pt"], "nope.pt"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--device", "tpu"], "invalid choice"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--slice-thickness", "0"], "--slice-thickness"),

@@ -14,6 +14,7 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED
 from CTSliceSynthesisLib.core.callbacks import sub_range
 from CTSliceSynthesisLib.slicer_support import process_protocol as protocol
 from CTSliceSynthesisLib.slicer_support.process_runner import Outcome, SynthesisProcess
@@ -85,11 +86,12 @@ def test_sub_range_maps_a_stage_onto_the_overall_bar() -> None:
     [
         protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0),
         protocol.SynthesisRequest("in dir/a b.nii.gz", "o.nii.gz", 4, checkpoint="c k.pt", device="cuda",
-                                  adapt_seconds=90.5, disagreement_path="d.nii.gz"),
+                                  adapt_seconds=90.5, disagreement_path="d.nii.gz", seed=7),
         protocol.SynthesisRequest("in.nii", "out.nii", 3, axis=2, device="cpu"),
         protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=1, precision="fp32", fusion="calibrated"),
         protocol.SynthesisRequest("in.npy", "out.npy", 3, axis=0, spacing=(5.0, 0.7, 0.703125), slice_thickness=0.625,
-                                  thickness_source="dicom", adapt_seconds=60.0, adapt_steps=40),
+                                  thickness_source="dicom", adapt_seconds=0.0, adapt_steps=40),
+        protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0, adapt_steps=0),
         protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0, spacing=(2.5, 0.5, 0.5), slice_thickness=3.75,
                                   thickness_source="given"),
         protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=2, spacing=(0.8, 0.8, 5.0)),
@@ -110,12 +112,14 @@ def test_the_slice_geometry_reaches_the_process_arguments() -> None:
     assert command[command.index("--thickness-source") + 1] == "dicom"
     assert command[command.index("--adapt-steps") + 1] == "7"
     unknown = protocol.build_command("py", "s.py", protocol.SynthesisRequest("in.npy", "out.npy", 2, axis=0))
-    assert not {"--spacing", "--slice-thickness", "--thickness-source", "--adapt-steps"} & set(unknown)
-    assert protocol.parse_command(unknown[2:]).adapt_seconds == protocol.DEFAULT_ADAPT_SECONDS
+    assert not {"--spacing", "--slice-thickness", "--thickness-source", "--adapt-seconds"} & set(unknown)
+    parsed = protocol.parse_command(unknown[2:])
+    assert (parsed.adapt_steps, parsed.adapt_seconds, parsed.seed) == (DEFAULT_ADAPT_STEPS, None, DEFAULT_SEED)
 
 
-@pytest.mark.parametrize("argv", [["--input", "a", "--output", "b", "--scale", "5"],
+@pytest.mark.parametrize("argv", [["--input", "a", "--output", "b", "--scale", "7"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--adapt-seconds", "-1"],
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--adapt-steps", "-1"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--fusion", "median"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--precision", "fp8"],
                                   ["--input", "a", "--scale", "2"],
@@ -123,8 +127,7 @@ def test_the_slice_geometry_reaches_the_process_arguments() -> None:
                                   ["--input", "a", "--output", "b", "--scale", "2", "--slice-thickness", "-2"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--thickness-source", "guess"],
                                   ["--input", "a", "--output", "b", "--scale", "2", "--spacing", "1", "0", "1"],
-                                  ["--input", "a", "--output", "b", "--scale", "2", "--spacing", "1", "1"],
-                                  ["--input", "a", "--output", "b", "--scale", "2", "--adapt-steps", "0"]])
+                                  ["--input", "a", "--output", "b", "--scale", "2", "--spacing", "1", "1"]])
 def test_bad_command_lines_exit_with_usage_code(argv: List[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         protocol.parse_command(argv)
@@ -336,7 +339,7 @@ def test_script_says_what_to_do_when_torch_cannot_be_loaded(tmp_path: Path) -> N
 
 def _adapting_command(source: Path, target: Path, checkpoint: Path) -> List[str]:
     request = protocol.SynthesisRequest(str(source), str(target), 2, checkpoint=str(checkpoint), device="cpu",
-                                        adapt_seconds=300, disagreement_path=str(target.with_name("spread.nii.gz")))
+                                        adapt_steps=10**6, disagreement_path=str(target.with_name("spread.nii.gz")))
     return protocol.build_command(sys.executable, str(SCRIPT), request)
 
 

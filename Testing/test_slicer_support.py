@@ -30,13 +30,15 @@ def test_output_names() -> None:
 
 def test_provenance_attributes_are_strings_that_say_synthetic() -> None:
     attributes = naming.provenance_attributes(scale=2, axis_name="K", model_id="bundled-lite-x2", model_sha256=None,
-                                              preset="lite", device="cuda:0", adapt_seconds=120, input_name="CT")
+                                              preset="lite", device="cuda:0", adapt_steps=120, input_name="CT")
     assert all(isinstance(value, str) for value in attributes.values())
     assert all(name.startswith(naming.ATTRIBUTE_PREFIX) for name in attributes)
     assert attributes["CTSliceSynthesis.synthetic"] == "true"
     assert attributes["CTSliceSynthesis.scale"] == "2"
     assert attributes["CTSliceSynthesis.modelSha256"] == ""
-    assert attributes["CTSliceSynthesis.adaptBudgetSeconds"] == "120"
+    assert attributes["CTSliceSynthesis.adaptBudgetSteps"] == "120"
+    assert attributes["CTSliceSynthesis.adaptCapSeconds"] == ""
+    assert attributes["CTSliceSynthesis.adaptCapped"] == "false"
     assert attributes["CTSliceSynthesis.engineVersion"] == __version__
 
 

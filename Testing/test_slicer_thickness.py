@@ -3,6 +3,7 @@ makes, the adaptation defaults, and how a finished run's slice geometry is worde
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
@@ -144,32 +145,45 @@ def test_request_for_a_volume_and_axis(field: ThicknessField, volume_id: str, ax
 
 
 @pytest.mark.parametrize(
-    ("default_seconds", "expected"),
+    ("default_steps", "expected"),
     [
-        (0.0, (False, tf.ADAPT_SECONDS_WHEN_OFF)),
-        (0, (False, tf.ADAPT_SECONDS_WHEN_OFF)),
-        (-5.0, (False, tf.ADAPT_SECONDS_WHEN_OFF)),
-        (float("nan"), (False, tf.ADAPT_SECONDS_WHEN_OFF)),
-        (60.0, (True, 60)),
-        (90.4, (True, 90)),
-        (1.0, (True, tf.ADAPT_SECONDS_RANGE[0])),
-        (tf.ADAPT_SECONDS_RANGE[1] + 1.0, (True, tf.ADAPT_SECONDS_RANGE[1])),
-        (float("inf"), (True, tf.ADAPT_SECONDS_RANGE[1])),
+        (0, (False, tf.ADAPT_STEPS_WHEN_OFF)),
+        (-5, (False, tf.ADAPT_STEPS_WHEN_OFF)),
+        (100, (True, 100)),
+        (240, (True, 240)),
+        (1, (True, tf.ADAPT_STEPS_RANGE[0])),
+        (tf.ADAPT_STEPS_RANGE[1] + 1, (True, tf.ADAPT_STEPS_RANGE[1])),
     ],
 )
-def test_adaptation_defaults_follow_the_engine_default(default_seconds: float, expected) -> None:
-    on, seconds = tf.adaptation_defaults(default_seconds)
-    assert (on, seconds) == expected
-    assert type(seconds) is int
-    assert tf.ADAPT_SECONDS_RANGE[0] <= seconds <= tf.ADAPT_SECONDS_RANGE[1]
+def test_adaptation_defaults_follow_the_engine_default(default_steps: int, expected) -> None:
+    on, steps = tf.adaptation_defaults(default_steps)
+    assert (on, steps) == expected
+    assert type(steps) is int
+    assert tf.ADAPT_STEPS_RANGE[0] <= steps <= tf.ADAPT_STEPS_RANGE[1]
 
 
 def test_adaptation_defaults_of_the_current_engine_default_fit_the_panel() -> None:
-    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_SECONDS
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS
 
-    on, seconds = tf.adaptation_defaults(DEFAULT_ADAPT_SECONDS)
-    assert on == (DEFAULT_ADAPT_SECONDS > 0)
-    assert tf.ADAPT_SECONDS_RANGE[0] <= seconds <= tf.ADAPT_SECONDS_RANGE[1]
+    on, steps = tf.adaptation_defaults(DEFAULT_ADAPT_STEPS)
+    assert on == (DEFAULT_ADAPT_STEPS > 0)
+    assert steps == DEFAULT_ADAPT_STEPS  # the panel starts with the engine's budget exactly
+
+
+def test_the_panel_spin_box_is_in_steps_with_the_engine_default() -> None:
+    """The .ui's adaptation spin box counts steps, within ADAPT_STEPS_RANGE, starting at the engine's default."""
+    import xml.etree.ElementTree as ElementTree
+
+    from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS
+
+    ui = Path(__file__).resolve().parents[1] / "CTSliceSynthesis" / "Resources" / "UI" / "CTSliceSynthesis.ui"
+    tree = ElementTree.parse(str(ui))
+    boxes = [w for w in tree.iter("widget") if w.get("name") == "adaptStepsSpinBox"]
+    assert len(boxes) == 1 and not [w for w in tree.iter("widget") if w.get("name") == "adaptSecondsSpinBox"]
+    properties = {p.get("name"): p[0].text for p in boxes[0].findall("property")}
+    assert properties["SlicerParameterName"] == "adaptSteps" and properties["suffix"].strip() == "steps"
+    assert (int(properties["minimum"]), int(properties["maximum"])) == tf.ADAPT_STEPS_RANGE
+    assert int(properties["value"]) == DEFAULT_ADAPT_STEPS
 
 
 # --- dicom_slice_thickness ----------------------------------------------------------------------------------
@@ -263,9 +277,13 @@ def test_short_series_read_no_more_than_the_sample(count: int) -> None:
 
 def test_a_result_says_thickness_source_spacing_and_adaptation() -> None:
     info = {"slice_spacing_mm": 5.0, "slice_thickness_mm": 2.4321, "thickness_source": "estimated",
-            "adapt_seconds": 60.0, "adapted_steps": 140}
+            "adapt_steps": 140, "adapt_seconds": None, "adapt_seed": 0, "adapt_capped": False, "adapted_steps": 140}
     text = tf.describe_result(info)
-    assert text == "Input slices 2.43 mm thick (estimated by the engine), 5 mm apart; adapted to this scan in 140 steps."
+    assert text == ("Input slices 2.43 mm thick (estimated by the engine), 5 mm apart; adapted to this scan in 140 "
+                    "steps (seed 0).")
+    capped = tf.describe_result({**info, "adapt_seconds": 30.0, "adapt_capped": True, "adapted_steps": 37})
+    assert capped.endswith("adapted to this scan in 37 steps (seed 0), cut short of 140 by the 30 s cap: "
+                           "not reproducible.")
 
 
 @pytest.mark.parametrize(
@@ -276,27 +294,37 @@ def test_a_result_says_thickness_source_spacing_and_adaptation() -> None:
         ({"slice_spacing_mm": 5, "slice_thickness_mm": 5, "thickness_source": "spacing"}, "equal to the spacing"),
         ({"slice_spacing_mm": None, "slice_thickness_mm": None, "thickness_source": None}, "unknown"),
         ({}, "unknown"),
-        ({"slice_thickness_mm": 5, "thickness_source": "dicom", "adapt_seconds": 30, "adapted_steps": 0},
+        ({"slice_thickness_mm": 5, "thickness_source": "dicom", "adapt_steps": 100, "adapted_steps": 0},
          "not adapted"),
+        ({"slice_thickness_mm": 5, "thickness_source": "dicom", "adapt_steps": 100, "adapt_seconds": 0,
+          "adapted_steps": 0}, "(from the DICOM header)"),
         ({"slice_thickness_mm": "bad", "adapted_steps": "x"}, "unknown"),
     ],
 )
 def test_result_wording(info: dict, words: str) -> None:
     text = tf.describe_result(info)
     assert words in text and text.endswith(".") and "\n" not in text
-    if not info.get("adapt_seconds"):
+    if not info.get("adapt_steps") or info.get("adapt_seconds") == 0:
         assert "adapt" not in text
 
 
 def test_the_result_geometry_is_recorded_on_the_output_node() -> None:
     attributes = naming.provenance_attributes(
         scale=2, axis_name="K", model_id="m+adapted12", model_sha256="0" * 64, preset="lite", device="cpu",
-        adapt_seconds=60, input_name="CT", adapted_steps=12, slice_thickness=0.625, thickness_source="dicom")
+        adapt_steps=12, input_name="CT", adapted_steps=12, adapt_seed=3, slice_thickness=0.625,
+        thickness_source="dicom")
     assert attributes["CTSliceSynthesis.adaptedSteps"] == "12"
+    assert attributes["CTSliceSynthesis.adaptBudgetSteps"] == "12" and attributes["CTSliceSynthesis.adaptSeed"] == "3"
+    assert attributes["CTSliceSynthesis.adaptReproducible"] == "true"
+    capped = naming.provenance_attributes(
+        scale=2, axis_name="K", model_id="m+adapted5", model_sha256=None, preset="lite", device="cpu",
+        adapt_steps=100, input_name="CT", adapted_steps=5, adapt_seed=0, adapt_capped=True, adapt_seconds=2.5)
+    assert (capped["CTSliceSynthesis.adaptCapSeconds"], capped["CTSliceSynthesis.adaptCapped"]) == ("2.5", "true")
+    assert capped["CTSliceSynthesis.adaptReproducible"] == "false"
     assert attributes["CTSliceSynthesis.inputSliceThickness"] == "0.625"
     assert attributes["CTSliceSynthesis.inputSliceThicknessSource"] == "dicom"
     unknown = naming.provenance_attributes(
-        scale=2, axis_name="K", model_id="m", model_sha256=None, preset="lite", device="cpu", adapt_seconds=0,
+        scale=2, axis_name="K", model_id="m", model_sha256=None, preset="lite", device="cpu", adapt_steps=0,
         input_name="CT")
     assert unknown["CTSliceSynthesis.inputSliceThickness"] == ""
     assert unknown["CTSliceSynthesis.inputSliceThicknessSource"] == ""

@@ -10,7 +10,8 @@ Outputs are written atomically (a reader sees no file or a complete one). SIGTER
 stops at the engine's next check, writes nothing and exits with code 3.
 
     PythonSlicer synthesize_process.py --input in.npy --axis 0 --output out.npy --scale 2 [--device cpu]
-        [--precision auto] [--fusion equal] [--adapt-seconds 0] [--disagreement map.npy]
+        [--precision auto] [--fusion equal] [--adapt-steps 100] [--seed 0] [--adapt-seconds S]
+        [--disagreement map.npy]
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         device=request.device,
         precision=request.precision,
         fusion=request.fusion,
-        adapt_seconds=request.adapt_seconds,
         adapt_steps=request.adapt_steps,
+        adapt_seconds=request.adapt_seconds,
+        seed=request.seed,
         spacing=request.spacing,
         slice_thickness=request.slice_thickness,
         thickness_source=request.thickness_source,
@@ -67,6 +69,7 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
     )
     result = run_pipeline(options, progress=report, cancel=cancelled, log=lambda line: print(line, flush=True))
     geometry = result.info.geometry
+    adaptation = result.adaptation
     return {
         "model_id": result.info.model_id,  # provenance names the weights as loaded, adapted or not
         "sha256": result.info.sha256,
@@ -74,8 +77,11 @@ def synthesize(request: protocol.SynthesisRequest, cancelled: Callable[[], bool]
         "device": str(result.info.device),
         "scale": request.scale,
         "axis": int(result.info.axis),
-        "adapt_seconds": request.adapt_seconds,
+        "adapt_steps": request.adapt_steps,
+        "adapt_seconds": request.adapt_seconds,  # the wall-time cap (None: none)
+        "adapt_seed": request.seed,
         "adapted_steps": result.adapted_steps,
+        "adapt_capped": bool(adaptation is not None and adaptation.capped),
         "slice_spacing_mm": geometry.spacing_mm if geometry else None,
         "slice_thickness_mm": round(geometry.thickness_mm, 4) if geometry else None,
         "thickness_source": geometry.thickness_source if geometry else None,

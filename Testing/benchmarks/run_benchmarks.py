@@ -6,8 +6,8 @@ Measures on the current machine:
 1. ``ct-slice-synthesis synthesize`` end to end (a fresh process: start-up, reading, synthesis, writing) for
    512 × 512 × {36, 100, 400} phantoms at ×2 and ×4 with the bundled ``lite`` weights, the ``paper`` preset
    where it fits in time, and z-only cubic B-spline interpolation with the same reading and writing: wall time
-   and peak resident memory (of that process alone, from ``wait4``). Without adaptation (``--adapt-seconds 0``):
-   the speed targets are for the synthesis; adapting to the scan, on by default, adds its own time budget;
+   and peak resident memory (of that process alone, from ``wait4``). Without adaptation (``--adapt-steps 0``):
+   the speed targets are for the synthesis; adapting to the scan, on by default, adds its own steps;
 2. the engine's convolution throughput (network FLOPs / synthesis time) against a plain 3×3 conv stack of the
    same shapes, precision and layout measured in the same run (the efficiency), for the default precision and
    for float32;
@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS  # noqa: E402
 from CTSliceSynthesisLib.inference.model_store import create_model, load_model, save_model  # noqa: E402
 from CTSliceSynthesisLib.inference.precision import cpu_has_native_bf16  # noqa: E402
 from CTSliceSynthesisLib.inference.synthesis import synthesize_volume  # noqa: E402
@@ -112,7 +113,7 @@ def synthesis_rows(
             for preset in presets:
                 command = [sys.executable, "-m", "CTSliceSynthesisLib.cli", "synthesize", "--input", str(source),
                            "--output", str(output), "--scale", str(scale), "--device", device, "--quiet",
-                           "--adapt-seconds", "0"]  # the speed targets are without adaptation
+                           "--adapt-steps", "0"]  # the speed targets are without adaptation
                 if preset == "paper":
                     checkpoint = Path(str(paper_checkpoint).format(scale=scale))
                     if not checkpoint.exists():  # speed does not depend on the weights: untrained paper nets
@@ -158,10 +159,11 @@ def real_ct_rows(work: Path, scales: Sequence[int], device: str, say) -> List[Di
             output = work / f"output{suffix}"
             command = [sys.executable, "-m", "CTSliceSynthesisLib.cli", "synthesize", "--input", str(source),
                        "--output", str(output), "--scale", str(scale), "--device", device, "--quiet"]
-            command += ["--adapt-seconds", adapt] if adapt is not None else []
+            command += ["--adapt-steps", adapt] if adapt is not None else []
             result = run_child(command)
             output.unlink()
-            method = f"lite → {suffix}" + (", no adaptation" if adapt is not None else ", default (adapts 60 s)")
+            default = f", default (adapts {DEFAULT_ADAPT_STEPS} steps)"
+            method = f"lite → {suffix}" + (", no adaptation" if adapt is not None else default)
             rows.append({**_row(method, REAL_CT_SLICES, scale, device, result, output_gib, cubic["wall_s"]),
                          "volume": label})
             say(rows[-1])
@@ -297,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for section in ("synthesis", "real CT", "throughput", "training", "quality"):
         markdown += [f"\n### {section}\n\n", markdown_table(report[section])]  # type: ignore[arg-type]
         if section in ("synthesis", "real CT"):
-            markdown.append("\n`synthesize` rows: without adaptation to the scan (`--adapt-seconds 0`).\n")
+            markdown.append("\n`synthesize` rows: without adaptation to the scan (`--adapt-steps 0`).\n")
     (args.output_dir / "results.md").write_text("".join(markdown))
     print("".join(markdown))
     return 0

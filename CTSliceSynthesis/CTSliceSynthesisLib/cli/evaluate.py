@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISIONS, PRECISION_HELP, SUPPORTED_SCALES
+from ..core.config import DEFAULT_FUSION, FUSIONS, PRECISIONS, PRECISION_HELP, SUPPORTED_SCALES
 from ..core.degradation import DEGRADATIONS
 from ..core.errors import CheckpointError, InputError, OutputError
 from ..core.geometry import checked_spacing, thick_axis
-from .arguments import parse_axis
+from .arguments import add_adaptation_arguments, check_adaptation_arguments, parse_axis
 
 if TYPE_CHECKING:
     from ..inference.model_store import SynthesisModel
@@ -44,15 +44,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--slice-thickness", type=float, metavar="MM",
         help="thickness (mm) to tell the synthesis the thick input has (default: estimated, as synthesize does)",
     )
-    parser.add_argument(
-        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
-        help=f"adaptation to each thick input before 'ours', as synthesize does (default {DEFAULT_ADAPT_SECONDS:g})",
-    )
-    parser.add_argument("--adapt-steps", type=int, help="at most this many adaptation steps")
+    add_adaptation_arguments(parser, seed_help=" before 'ours' (as synthesize does) and of --degradation blur-noise")
     parser.add_argument(
         "--fusion", choices=FUSIONS, default=DEFAULT_FUSION, help=f"fusion of 'ours' (default {DEFAULT_FUSION})"
     )
-    parser.add_argument("--seed", type=int, default=0, help="noise seed of --degradation blur-noise (default 0)")
     parser.add_argument("--ablations", action="store_true", help="also score each view and PInt-C+S alone")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--axis", default="auto", help="thick voxel axis 0, 1 or 2 (default: largest spacing, last on ties)")
@@ -71,6 +66,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if unsupported:
         raise InputError(f"unsupported scale {unsupported[0]}: choose from {', '.join(map(str, SUPPORTED_SCALES))}")
     axis_choice = parse_axis(args.axis)
+    check_adaptation_arguments(args)
     inputs = collect_inputs(args.input)
     for path in inputs:
         open_nifti(path)  # refuses unreadable or non-CT files from the header, before any work
@@ -209,7 +205,7 @@ def evaluate_file(
             crops = None if args.no_figures else ReformatCrops(axis, spacing)
             result = evaluate_volume(
                 volume.data, scale, model, axis=axis, spacing=spacing, slice_thickness=args.slice_thickness,
-                adapt_seconds=args.adapt_seconds, adapt_steps=args.adapt_steps, fusion=args.fusion,
+                adapt_steps=args.adapt_steps, adapt_seconds=args.adapt_seconds, fusion=args.fusion,
                 degradation=degradation, ablations=args.ablations, seed=args.seed,
                 compare_model=compares.get(scale), with_disagreement=crops is not None, device=model.device,
                 progress=lambda line: say(f"    {line}"), sink=crops,

@@ -10,15 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List
 
-from ..core.config import (
-    DEFAULT_ADAPT_SECONDS,
-    DEFAULT_FUSION,
-    FUSIONS,
-    PRECISION_HELP,
-    PRECISIONS,
-    SUPPORTED_SCALES,
-)
-from .arguments import PROGRAM, parse_axis
+from ..core.config import DEFAULT_FUSION, FUSIONS, PRECISION_HELP, PRECISIONS, SUPPORTED_SCALES
+from .arguments import PROGRAM, add_adaptation_arguments, parse_axis
 from .progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -61,16 +54,7 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
         "equal: the paper's eq. 7, the mean of all three views (SInt-A too); calibrated: weigh the views and "
         "linear/cubic interpolation by this volume's own held-out slices (see the README)",
     )
-    parser.add_argument(
-        "--adapt-seconds",
-        type=float,
-        default=DEFAULT_ADAPT_SECONDS,
-        help="first fine-tune the model on this volume itself for this many seconds (self-supervised, from its "
-        f"own axial images at its own geometry; default {DEFAULT_ADAPT_SECONDS:g}; 0: off)",
-    )
-    parser.add_argument(
-        "--adapt-steps", type=int, help="at most this many adaptation steps (a run that reaches them is reproducible)"
-    )
+    add_adaptation_arguments(parser)
     parser.add_argument(
         "--slice-thickness",
         type=float,
@@ -96,8 +80,9 @@ def run_synthesize(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         fusion=args.fusion,
-        adapt_seconds=args.adapt_seconds,
         adapt_steps=args.adapt_steps,
+        adapt_seconds=args.adapt_seconds,
+        seed=args.seed,
         slice_thickness=args.slice_thickness,
         overwrite=args.overwrite,
     )
@@ -142,7 +127,7 @@ def describe_output(result: "PipelineResult", output: Path) -> str:
     spacing = "" if info.spacing is None else f", spacing {info.spacing[info.axis] / info.scale:.4g} mm"
     if info.target_spacing is not None:
         spacing += f" (×{info.scale}, chosen for {info.target_spacing:g} mm)"
-    adapted = f" (adapted to this scan in {result.adapted_steps} steps)" if result.adapted_steps else ""
+    adapted = f" ({result.adaptation.describe()})" if result.adaptation is not None else ""
     return (
         f"wrote {output} {result.output_shape}{spacing} along axis {info.axis}, in {result.seconds:.1f} s{adapted}"
     )

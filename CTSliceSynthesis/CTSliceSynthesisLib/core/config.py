@@ -25,9 +25,9 @@ TRAINING_PRECISIONS = ("fp32", "bf16")
 FUSIONS = ("pint", "equal", "calibrated")
 DEFAULT_FUSION = "pint"
 # "Adapt to this scan": steps of self-supervised fine-tuning on the input before synthesizing (0: off). A budget in
-# steps, not seconds, so that the same input gives the same bytes on a busy machine; a wall-time cap is an option.
+# steps, not seconds, so that the same input gives the same bytes on a busy machine; a wall-time cap
+# (``--adapt-seconds``) is an option with no default, and a run it cuts short is recorded as not reproducible.
 DEFAULT_ADAPT_STEPS = 100
-DEFAULT_ADAPT_SECONDS = 60.0  # transitional: replaced by DEFAULT_ADAPT_STEPS
 # The seed of adaptation's random pairs (recorded in the output's provenance).
 DEFAULT_SEED = 0
 

@@ -139,8 +139,11 @@ def _evaluation_line(evaluation: Dict[str, Any]) -> str:
         f" Its slices as the synthesis saw them: {geometry['thickness_mm']:.3g} mm thick "
         f"({geometry['thickness_source']}) every {geometry['spacing_mm']:.3g} mm."
     )
-    adapted = evaluation["methods"].get(OURS, {}).get("adapted_steps")
+    ours = evaluation["methods"].get(OURS, {})
+    adapted = ours.get("adapted_steps")
     adaptation = f" 'ours' adapted to the thick input in {adapted} steps." if adapted else ""
+    if adapted and ours.get("adapt_capped"):
+        adaptation += " (cut short by the --adapt-seconds cap: not reproducible)"
     return (
         f"Truth {truth} from a {evaluation['degradation']} thick input {thick} (seed {evaluation['seed']}), "
         f"{evaluation['synthesized_slices']} synthesized slices.{slices} Models: {models or 'none'}.{adaptation}"

@@ -105,8 +105,8 @@ def evaluate_volume(
     axis: int,
     spacing: Optional[Sequence[float]] = None,
     slice_thickness: Optional[float] = None,
-    adapt_seconds: float = 0.0,
-    adapt_steps: Optional[int] = None,
+    adapt_steps: int = 0,
+    adapt_seconds: Optional[float] = None,
     fusion: str = DEFAULT_FUSION,
     degradation: str = "direct",
     methods: Sequence[str] = tuple(BASELINES),
@@ -121,16 +121,17 @@ def evaluate_volume(
     """Simulate thick slices from the thin-slice ``thin_hu`` (HU, thick axis ``axis``, voxel ``spacing`` in mm),
     reconstruct them with the classical ``methods`` (names of :data:`BASELINES`), with ``model`` as the product
     runs it (row ``ours``: the thick input's slice geometry, with ``slice_thickness`` or estimated, adaptation
-    for ``adapt_seconds`` / ``adapt_steps``, then ``fusion``), with the view subsets of :data:`ABLATIONS` of the
-    model ``ours`` used and, when it was adapted, the model as given (row ``not adapted``) if ``ablations``, and
-    with ``compare_model`` (row ``compare``, as given), and score each against the truth (metrics on ``device``,
-    CPU by default).
+    for ``adapt_steps`` steps from ``seed`` (capped at ``adapt_seconds`` when given), then ``fusion``), with the
+    view subsets of :data:`ABLATIONS` of the model ``ours`` used and, when it was adapted, the model as given (row
+    ``not adapted``) if ``ablations``, and with ``compare_model`` (row ``compare``, as given), and score each
+    against the truth (metrics on ``device``, CPU by default). ``seed`` also draws the noise of ``blur-noise``.
 
     Returns a JSON-serialisable dict: the setting, the thick input's slice geometry, the models used and, per
     method in table order, the metrics of :data:`METRICS` and ``seconds`` (wall time of the reconstruction;
-    ``ours`` also has ``adapt_seconds`` and ``adapted_steps``). With ``with_disagreement`` the ``ours`` run also
-    computes the cross-view disagreement map (inside its timing). ``progress(line)`` is called after each
-    method; ``sink(name, volume)`` receives the truth, every output and the disagreement map.
+    ``ours`` also has ``adapt_seconds`` (spent), ``adapted_steps`` and, when adapted, ``adapt_seed`` and
+    ``adapt_capped``). With ``with_disagreement`` the ``ours`` run also computes the cross-view disagreement map
+    (inside its timing). ``progress(line)`` is called after each method; ``sink(name, volume)`` receives the
+    truth, every output and the disagreement map.
     """
     unknown = [name for name in methods if name not in BASELINES]
     if unknown:
@@ -169,11 +170,13 @@ def evaluate_volume(
         started = time.perf_counter()
         scan = synthesize_scan(
             thick, axis, model, geometry, fusion=fusion,
-            adapt_seconds=adapt_seconds if geometry is not None else 0.0, adapt_steps=adapt_steps,
+            adapt_steps=adapt_steps if geometry is not None else 0, adapt_seconds=adapt_seconds, seed=seed,
             with_disagreement=with_disagreement,
         )
         record(OURS, started, scan.result.volume, scan.result.disagreement)
         scores[OURS].update(adapt_seconds=scan.adapt_seconds, adapted_steps=scan.adapted_steps)
+        if scan.adaptation is not None:
+            scores[OURS].update(adapt_seed=scan.adaptation.seed, adapt_capped=scan.adaptation.capped)
         if fusion == "calibrated" and progress is not None:
             progress(scan.calibration_summary)
         if ablations:

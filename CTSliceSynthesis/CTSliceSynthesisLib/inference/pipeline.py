@@ -4,7 +4,9 @@
 In order, and before any output exists: the output paths, the input's header (NIfTI) and geometry, the memory
 the run needs, the voxels (:func:`check_volume`, label maps refused, non-HU intensities warned about), the
 slices' spacing and thickness (given, or estimated from the voxels), the model; then adaptation to the scan
-(default: :data:`~CTSliceSynthesisLib.core.config.DEFAULT_ADAPT_SECONDS`), calibration of the fusion (optional),
+(default: :data:`~CTSliceSynthesisLib.core.config.DEFAULT_ADAPT_STEPS` steps from the seed
+:data:`~CTSliceSynthesisLib.core.config.DEFAULT_SEED`, so that the same input gives the same bytes), calibration of
+the fusion (optional),
 the synthesis, and the atomic writing of the outputs (the disagreement map first, the output last). Inputs are
 NIfTI (``.nii``, ``.nii.gz``; the output is NIfTI with the up-sampled affine and the run's provenance in its
 description) or a numpy array (``.npy`` with an explicit axis and, for adaptation, the voxel spacing; the output
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from ..core.callbacks import CancelCheck, ProgressCallback, sub_range
-from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, check_scale
+from ..core.config import DEFAULT_ADAPT_STEPS, DEFAULT_FUSION, DEFAULT_SEED, FUSIONS, check_scale
 from ..core.errors import InputError, OutputError, SynthesisCancelled
 from ..core.geometry import SliceGeometry, choose_axis, scale_for_target_spacing, upsampled_affine
 from ..io.atomic import write_atomically
@@ -61,8 +63,10 @@ class PipelineOptions:
     ``axis`` is the thick voxel axis; ``None`` takes the axis with the largest spacing from a NIfTI affine
     (isotropic voxels and degenerate affines are refused) and is an error for ``.npy`` input. ``checkpoint``
     ``None`` means the bundled weights for ``scale``. ``precision`` is one of ``core.config.PRECISIONS``,
-    ``fusion`` one of ``core.config.FUSIONS``; ``adapt_seconds`` > 0 fine-tunes the model on the input for that
-    long first (at most ``adapt_steps`` steps when given: a run that reaches them is reproducible).
+    ``fusion`` one of ``core.config.FUSIONS``. ``adapt_steps`` > 0 fine-tunes the model on the input for that
+    many steps first, with random pairs drawn from ``seed`` (0: off); ``adapt_seconds`` optionally caps that in
+    wall time (``None``: no cap; 0: off, as before steps were the budget). A run the cap stops early is not
+    reproducible, and its provenance and log say so.
     ``slice_thickness`` is the input's slice thickness in mm when known (``thickness_source`` says where it came
     from: ``given`` or ``dicom``), else it is estimated from the voxels. ``spacing`` is the voxel spacing in mm
     of a ``.npy`` input, in array order (NIfTI inputs have theirs in the affine). Without ``overwrite`` an
@@ -80,8 +84,9 @@ class PipelineOptions:
     device: str = "auto"
     precision: str = "auto"
     fusion: str = DEFAULT_FUSION
-    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
-    adapt_steps: Optional[int] = None
+    adapt_steps: int = DEFAULT_ADAPT_STEPS
+    adapt_seconds: Optional[float] = None
+    seed: int = DEFAULT_SEED
     slice_thickness: Optional[float] = None
     thickness_source: str = "given"
     spacing: Optional[Tuple[float, float, float]] = None
@@ -113,17 +118,48 @@ class RunInfo:
     target_spacing: Optional[float] = None
 
 
+def adaptation_requested(adapt_steps: int, adapt_seconds: Optional[float]) -> bool:
+    """Whether options ask for adaptation: steps > 0 and no cap of 0 seconds (``--adapt-seconds 0``: off)."""
+    return adapt_steps > 0 and (adapt_seconds is None or adapt_seconds > 0)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How a run adapted to its scan: ``steps`` taken out of ``planned``, the ``seed`` of the random pairs, whether
+    the wall-time cap (``cap_seconds``) stopped it early (``capped``) and the seconds it took."""
+
+    steps: int
+    planned: int
+    seed: int
+    capped: bool = False
+    cap_seconds: Optional[float] = None
+    seconds: float = 0.0
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether the same input and options give the same weights again (the cap did not stop the run)."""
+        return not self.capped
+
+    def describe(self) -> str:
+        """Words for logs: ``adapted to this scan in 100 steps, seed 0``, and the cut when capped."""
+        if not self.capped:
+            return f"adapted to this scan in {self.steps} steps, seed {self.seed}"
+        return (f"adapted to this scan in only {self.steps} of {self.planned} steps, seed {self.seed}: stopped by "
+                f"the {self.cap_seconds:g} s cap (--adapt-seconds), so the result is not reproducible")
+
+
 @dataclass(frozen=True)
 class PipelineResult:
     """A finished run: its :class:`RunInfo`, the output's shape, the seconds spent computing (adaptation,
     calibration and synthesis; not reading or writing), the calibration's one-line summary (``""`` without
-    calibration) and the number of adaptation steps (0 without)."""
+    calibration), the number of adaptation steps (0 without) and how it adapted (``None`` without)."""
 
     info: RunInfo
     output_shape: Tuple[int, ...]
     seconds: float
     calibration_summary: str = ""
     adapted_steps: int = 0
+    adaptation: Optional[Adaptation] = None
 
 
 @dataclass
@@ -148,10 +184,11 @@ def run_pipeline(
     """Synthesize ``options.input_path`` into ``options.output_path``; returns what was done.
 
     ``progress(fraction, stage)`` follows the whole run (0.02 loading the model, 0.05–0.97 adaptation and
-    synthesis, 0.98 writing, 1.0 done); ``cancel()`` returning True stops it with :class:`SynthesisCancelled`
-    before anything is written; ``log(line)`` receives warnings (``"warning: …"``); ``on_ready(info)`` is
-    called once the input and the model are loaded, just before the work starts. Every refusal is a one-line
-    :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
+    synthesis, 0.98 writing, 1.0 done; the stage texts are constant, the fraction says how far a stage is);
+    ``cancel()`` returning True stops it with :class:`SynthesisCancelled` before anything is written;
+    ``log(line)`` receives warnings (``"warning: …"``, e.g. an adaptation cut short by its cap);
+    ``on_ready(info)`` is called once the input and the model are loaded, just before the work starts. Every
+    refusal is a one-line :class:`~CTSliceSynthesisLib.core.errors.CTSliceSynthesisError`.
     """
     report: ProgressCallback = progress or (lambda fraction, stage: None)
     say = log or (lambda line: None)
@@ -168,7 +205,8 @@ def run_pipeline(
         raise SynthesisCancelled("cancelled before the synthesis started")
     if on_ready is not None:
         on_ready(info)
-    if options.adapt_seconds > 0 and geometry is None:
+    adapting = adaptation_requested(options.adapt_steps, options.adapt_seconds)
+    if adapting and geometry is None:
         say("warning: the voxel spacing is unknown (.npy input without --spacing): not adapting to this scan")
     started = time.perf_counter()
     scan = synthesize_scan(
@@ -177,8 +215,9 @@ def run_pipeline(
         model,
         geometry,
         fusion=options.fusion,
-        adapt_seconds=options.adapt_seconds if geometry is not None else 0.0,
-        adapt_steps=options.adapt_steps,
+        adapt_steps=options.adapt_steps if adapting and geometry is not None else 0,
+        adapt_seconds=options.adapt_seconds,
+        seed=options.seed,
         precision=options.precision,
         with_disagreement=options.disagreement_path is not None,
         progress=report,
@@ -187,27 +226,32 @@ def run_pipeline(
     seconds = time.perf_counter() - started
     if cancelled():
         raise SynthesisCancelled("cancelled before the output was written")
+    if scan.adaptation is not None and scan.adaptation.capped:
+        say(f"warning: {scan.adaptation.describe()} (it depends on the machine's speed and load; without "
+            f"--adapt-seconds every run takes the same {scan.adaptation.planned} steps)")
     report(WRITING_AT, "writing the output")
-    description = provenance(scan.model, options.scale, geometry, scan.adapted_steps)
+    description = provenance(scan.model, options.scale, geometry, scan.adaptation)
     if options.disagreement_path is not None:
         disagreement = scan.result.disagreement.astype(np.float32, copy=False)
         _write(options.disagreement_path, disagreement, source, options.scale, description)
     _write(options.output_path, scan.result.volume, source, options.scale, description)
     report(1.0, "done")
     return PipelineResult(info, tuple(scan.result.volume.shape), seconds, scan.calibration_summary,
-                          scan.adapted_steps)
+                          scan.adapted_steps, scan.adaptation)
 
 
 @dataclass
 class ScanSynthesis:
     """What :func:`synthesize_scan` made: the synthesis, the model it used (adapted or as given), the number
-    of adaptation steps and the calibration's one-line summary (``""`` without)."""
+    of adaptation steps, the calibration's one-line summary (``""`` without), the seconds adaptation took and
+    how it went (``None`` without)."""
 
     result: SynthesisResult
     model: SynthesisModel
     adapted_steps: int = 0
     calibration_summary: str = ""
     adapt_seconds: float = 0.0
+    adaptation: Optional[Adaptation] = None
 
 
 def synthesize_scan(
@@ -217,24 +261,26 @@ def synthesize_scan(
     geometry: Optional[SliceGeometry],
     *,
     fusion: str = DEFAULT_FUSION,
-    adapt_seconds: float = DEFAULT_ADAPT_SECONDS,
-    adapt_steps: Optional[int] = None,
+    adapt_steps: int = DEFAULT_ADAPT_STEPS,
+    adapt_seconds: Optional[float] = None,
+    seed: int = DEFAULT_SEED,
     precision: str = "auto",
     with_disagreement: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> ScanSynthesis:
-    """The product's synthesis of one volume in memory (HU, thick axis ``axis``): adaptation to the scan when
-    ``adapt_seconds`` > 0 (it needs ``geometry``), calibration with ``fusion="calibrated"``, then the synthesis.
+    """The product's synthesis of one volume in memory (HU, thick axis ``axis``): adaptation to the scan for
+    ``adapt_steps`` steps from ``seed`` (see :func:`adaptation_requested`; it needs ``geometry``; ``adapt_seconds``
+    is an optional wall-time cap), calibration with ``fusion="calibrated"``, then the synthesis.
 
     ``progress`` sees the pipeline's scale (adaptation from 0.05 to 0.5, synthesis up to 0.97).
     """
     report: ProgressCallback = progress or (lambda fraction, stage: None)
     synthesis_from, steps, adapting_started = SYNTHESIS_FROM, 0, time.perf_counter()
-    if adapt_seconds > 0:
+    adaptation: Optional[Adaptation] = None
+    if adaptation_requested(adapt_steps, adapt_seconds):
         if geometry is None:
             raise InputError("adapting to the scan needs its voxel spacing")
-        report(SYNTHESIS_FROM, "adapting to this scan")
         spacing = _spacing_of(geometry, axis)
         adapted = adapt_to_volume(
             model.networks,
@@ -243,15 +289,18 @@ def synthesize_scan(
             spacing=spacing,
             thickness=geometry.thickness_mm if geometry.thickness_known else None,
             device=model.device,
-            time_budget_s=adapt_seconds,
-            max_steps=adapt_steps,
+            steps=adapt_steps,
+            seed=seed,
+            time_cap_s=adapt_seconds,
             progress=sub_range(report, SYNTHESIS_FROM, ADAPTED_AT),
             cancel=cancel,
         )
         model_id = f"{model.model_id}+adapted{adapted.steps}"
         model = prepare_model(adapted.networks, model_id, None, model.device, precision)
         synthesis_from, steps = ADAPTED_AT, adapted.steps
-    adapt_spent = time.perf_counter() - adapting_started if steps else 0.0
+        adaptation = Adaptation(adapted.steps, adapted.planned, adapted.seed, adapted.capped, adapt_seconds,
+                                time.perf_counter() - adapting_started)
+    adapt_spent = adaptation.seconds if adaptation is not None else 0.0
     weights, summary = fusion_weights(fusion), ""
     if fusion == "calibrated":
         report(synthesis_from, "calibrating the fusion on this volume")
@@ -266,7 +315,7 @@ def synthesize_scan(
         with_disagreement=with_disagreement,
         fusion=weights,
     )
-    return ScanSynthesis(result, model, steps, summary, adapt_spent)
+    return ScanSynthesis(result, model, steps, summary, adapt_spent, adaptation)
 
 
 def slice_geometry(
@@ -298,16 +347,28 @@ def _spacing_of(geometry: SliceGeometry, axis: int) -> Tuple[float, float, float
     return tuple(spacing)  # type: ignore[return-value]
 
 
-def provenance(model: SynthesisModel, scale: int, geometry: Optional[SliceGeometry], adapted_steps: int) -> str:
-    """The output's description (NIfTI ``descrip``, at most 80 characters): synthetic, factor, weights, adaptation
-    and the input's slice geometry with the source of its thickness."""
+DESCRIPTION_CHARACTERS = 80  # the NIfTI-1 ``descrip`` field (``io.nifti.DESCRIPTION_BYTES``)
+
+
+def provenance(
+    model: SynthesisModel, scale: int, geometry: Optional[SliceGeometry], adaptation: Optional[Adaptation]
+) -> str:
+    """The output's description (NIfTI ``descrip``, at most 80 ASCII characters): synthetic (``CTSS``), factor,
+    weights as loaded, adaptation (steps and seed; ``cap`` after the steps when the wall-time cap cut the run
+    short, i.e. not reproducible) and the input's slice geometry with the source of its thickness, e.g.
+    ``CTSS x2 lite-x2-inplane-3000 +adapt100 seed0; T=2.50mm(estimated) dz=2.00mm``. A model name too long for
+    the field is shortened (ending in ``~``) so that the rest always fits."""
     base_id = model.model_id.split("+adapted")[0]
-    text = f"CTSliceSynthesis x{scale} {base_id}"
-    if adapted_steps:
-        text += f" +adapt{adapted_steps}"
+    tail = ""
+    if adaptation is not None:  # even 0 steps: a cap that stopped the run before its first step is recorded
+        tail += f" +adapt{adaptation.steps}{'cap' if adaptation.capped else ''} seed{adaptation.seed}"
     if geometry is not None:
-        text += f"; in T={geometry.thickness_mm:.2f}mm({geometry.thickness_source}) dz={geometry.spacing_mm:.2f}mm"
-    return text[:80]
+        tail += f"; T={geometry.thickness_mm:.2f}mm({geometry.thickness_source}) dz={geometry.spacing_mm:.2f}mm"
+    head = f"CTSS x{scale} "
+    room = DESCRIPTION_CHARACTERS - len(head) - len(tail)
+    if len(base_id) > room:
+        base_id = base_id[: max(room - 1, 0)] + "~"
+    return (head + base_id + tail)[:DESCRIPTION_CHARACTERS]
 
 
 def _check_options(options: PipelineOptions) -> None:
@@ -320,10 +381,10 @@ def _check_options(options: PipelineOptions) -> None:
         check_scale(options.scale)
     if options.fusion not in FUSIONS:
         raise InputError(f"unknown fusion {options.fusion!r}: choose one of {', '.join(FUSIONS)}")
-    if options.adapt_seconds < 0:
+    if options.adapt_seconds is not None and not options.adapt_seconds >= 0:
         raise InputError("--adapt-seconds must not be negative")
-    if options.adapt_steps is not None and options.adapt_steps < 1:
-        raise InputError("--adapt-steps must be at least 1")
+    if options.adapt_steps < 0:
+        raise InputError("--adapt-steps must not be negative (0: no adaptation)")
     if options.slice_thickness is not None and not options.slice_thickness > 0:
         raise InputError("--slice-thickness must be a positive number of mm")
     if options.spacing is not None and (len(options.spacing) != 3 or not all(v > 0 for v in options.spacing)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..core.config import DEFAULT_ADAPT_SECONDS, SUPPORTED_SCALES
+from ..core.config import DEFAULT_ADAPT_STEPS, DEFAULT_SEED, SUPPORTED_SCALES
 from .ijk_geometry import AXIS_CHOICES
 from .naming import output_file_name
 from .process_protocol import DEVICES
@@ -45,7 +45,9 @@ class BatchOptions:
     axis: str = "auto"
     checkpoint: Optional[Path] = None
     device: str = "auto"
-    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
+    adapt_steps: int = DEFAULT_ADAPT_STEPS
+    adapt_seconds: Optional[float] = None
+    seed: int = DEFAULT_SEED
     slice_thickness: Optional[float] = None
     disagreement: bool = False
     output_format: str = "nrrd"
@@ -78,8 +80,15 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the bundled weights)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
     parser.add_argument(
-        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
-        help=f"adapt the model to each scan for this many seconds first, 0 = off (default {DEFAULT_ADAPT_SECONDS:g})",
+        "--adapt-steps", type=int, default=DEFAULT_ADAPT_STEPS, metavar="N",
+        help=f"adapt the model to each scan for N steps first, 0 = off (default {DEFAULT_ADAPT_STEPS}; reproducible)",
+    )
+    parser.add_argument(
+        "--adapt-seconds", type=float, metavar="S",
+        help="optional wall-time cap on adaptation, 0 = off (no default; a run it cuts short is not reproducible)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of adaptation's random pairs (default {DEFAULT_SEED})"
     )
     parser.add_argument(
         "--slice-thickness", type=float, metavar="MM",
@@ -99,7 +108,9 @@ def argument_parser() -> argparse.ArgumentParser:
 def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
     """Parse the batch arguments; :class:`BatchError` with ``EXIT_USAGE`` when they are wrong."""
     args = argument_parser().parse_args(list(argv))
-    if args.adapt_seconds < 0:
+    if args.adapt_steps < 0:
+        raise BatchError("--adapt-steps must not be negative (0: no adaptation)", EXIT_USAGE)
+    if args.adapt_seconds is not None and not args.adapt_seconds >= 0:
         raise BatchError("--adapt-seconds must not be negative", EXIT_USAGE)
     if args.slice_thickness is not None and not 0 < args.slice_thickness <= MAX_THICKNESS_MM:
         raise BatchError(f"--slice-thickness must be above 0 and at most {MAX_THICKNESS_MM:g} mm", EXIT_USAGE)

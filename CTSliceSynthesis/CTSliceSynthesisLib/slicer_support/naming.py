@@ -42,14 +42,18 @@ def provenance_attributes(
     model_sha256: Optional[str],
     preset: str,
     device: str,
-    adapt_seconds: float,
     input_name: str,
+    adapt_steps: int = 0,
     adapted_steps: int = 0,
+    adapt_seed: Optional[int] = None,
+    adapt_capped: bool = False,
+    adapt_seconds: Optional[float] = None,
     slice_thickness: Optional[float] = None,
     thickness_source: Optional[str] = None,
 ) -> Dict[str, str]:
     """Node attributes saying how a synthesized volume was made (all values are strings, as MRML stores them):
-    the weights, the adaptation, and the input's slice thickness with where it came from."""
+    the weights, the adaptation (steps asked for and taken, seed, the optional wall-time cap and whether it cut
+    the run short: then ``adaptReproducible`` is ``false``), and the input's slice thickness with its source."""
     return {
         ATTRIBUTE_PREFIX + "synthetic": "true",
         ATTRIBUTE_PREFIX + "method": METHOD,
@@ -60,8 +64,12 @@ def provenance_attributes(
         ATTRIBUTE_PREFIX + "modelSha256": model_sha256 or "",
         ATTRIBUTE_PREFIX + "modelPreset": preset,
         ATTRIBUTE_PREFIX + "device": device,
-        ATTRIBUTE_PREFIX + "adaptBudgetSeconds": f"{float(adapt_seconds):g}",
+        ATTRIBUTE_PREFIX + "adaptBudgetSteps": str(int(adapt_steps)),
         ATTRIBUTE_PREFIX + "adaptedSteps": str(int(adapted_steps)),
+        ATTRIBUTE_PREFIX + "adaptSeed": "" if adapt_seed is None else str(int(adapt_seed)),
+        ATTRIBUTE_PREFIX + "adaptCapSeconds": "" if adapt_seconds is None else f"{float(adapt_seconds):g}",
+        ATTRIBUTE_PREFIX + "adaptCapped": "true" if adapt_capped else "false",
+        ATTRIBUTE_PREFIX + "adaptReproducible": "false" if adapt_capped else "true",
         ATTRIBUTE_PREFIX + "inputSliceThickness": "" if slice_thickness is None else f"{float(slice_thickness):.4g}",
         ATTRIBUTE_PREFIX + "inputSliceThicknessSource": thickness_source or "",
         ATTRIBUTE_PREFIX + "inputVolume": input_name,

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..core.config import DEFAULT_ADAPT_SECONDS, DEFAULT_FUSION, FUSIONS, PRECISIONS, SUPPORTED_SCALES
+from ..core.config import DEFAULT_ADAPT_STEPS, DEFAULT_FUSION, DEFAULT_SEED, FUSIONS, PRECISIONS, SUPPORTED_SCALES
 
 MARKER = "@CTSS"
 EXIT_OK = 0
@@ -53,7 +53,8 @@ Message = Union[Progress, Result, Failure]
 @dataclass(frozen=True)
 class SynthesisRequest:
     """Everything the background process needs: files, factor, thick axis, model, device, precision, fusion,
-    adaptation budget (the options of ``ct-slice-synthesis synthesize``; both run the same pipeline).
+    adaptation budget in steps, its optional wall-time cap and its seed (the options of
+    ``ct-slice-synthesis synthesize``; both run the same pipeline).
 
     ``axis`` is the thick axis of the array in the input file (numpy order), or ``None`` to let a NIfTI input's
     affine decide. ``checkpoint`` ``None`` means the bundled weights for ``scale``. ``spacing`` is the voxel
@@ -67,14 +68,15 @@ class SynthesisRequest:
     axis: Optional[int] = None
     checkpoint: Optional[str] = None
     device: str = "auto"
-    adapt_seconds: float = DEFAULT_ADAPT_SECONDS
+    adapt_seconds: Optional[float] = None
     disagreement_path: Optional[str] = None
     precision: str = "auto"
     fusion: str = DEFAULT_FUSION
     spacing: Optional[Tuple[float, float, float]] = None
     slice_thickness: Optional[float] = None
     thickness_source: str = "given"
-    adapt_steps: Optional[int] = None
+    adapt_steps: int = DEFAULT_ADAPT_STEPS
+    seed: int = DEFAULT_SEED
 
 
 def one_line(text: str) -> str:
@@ -133,10 +135,15 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="model checkpoint (default: the bundled weights for --scale)")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="compute device (default: auto)")
     parser.add_argument(
-        "--adapt-seconds", type=float, default=DEFAULT_ADAPT_SECONDS,
-        help=f"self-supervised adaptation budget, 0 = off (default {DEFAULT_ADAPT_SECONDS:g})",
+        "--adapt-steps", type=int, default=DEFAULT_ADAPT_STEPS,
+        help=f"self-supervised adaptation budget in steps, 0 = off (default {DEFAULT_ADAPT_STEPS})",
     )
-    parser.add_argument("--adapt-steps", type=int, help="at most this many adaptation steps")
+    parser.add_argument(
+        "--adapt-seconds", type=float, help="optional wall-time cap on adaptation, 0 = off (no default)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of adaptation's random pairs (default {DEFAULT_SEED})"
+    )
     parser.add_argument("--spacing", type=float, nargs=3, help="voxel spacing (mm) of a .npy input, numpy order")
     parser.add_argument("--slice-thickness", type=float, help="slice thickness (mm), when known")
     parser.add_argument(
@@ -153,10 +160,10 @@ def argument_parser() -> argparse.ArgumentParser:
 def parse_command(argv: Sequence[str]) -> SynthesisRequest:
     """Parse the arguments of the background script (exits with code 2 on a usage error, like argparse)."""
     args = argument_parser().parse_args(list(argv))
-    if args.adapt_seconds < 0:
+    if args.adapt_seconds is not None and not args.adapt_seconds >= 0:
         argument_parser().error("--adapt-seconds must not be negative")
-    if args.adapt_steps is not None and args.adapt_steps < 1:
-        argument_parser().error("--adapt-steps must be at least 1")
+    if args.adapt_steps < 0:
+        argument_parser().error("--adapt-steps must not be negative")
     if args.slice_thickness is not None and not args.slice_thickness > 0:
         argument_parser().error("--slice-thickness must be positive")
     if args.spacing is not None and not all(value > 0 for value in args.spacing):
@@ -176,6 +183,7 @@ def parse_command(argv: Sequence[str]) -> SynthesisRequest:
         slice_thickness=args.slice_thickness,
         thickness_source=args.thickness_source,
         adapt_steps=args.adapt_steps,
+        seed=args.seed,
     )
 
 
@@ -187,9 +195,9 @@ def build_command(python_executable: str, script: str, request: SynthesisRequest
         command += ["--axis", str(request.axis)]
     if request.checkpoint:
         command += ["--checkpoint", request.checkpoint]
-    command += ["--adapt-seconds", f"{request.adapt_seconds:g}"]
-    if request.adapt_steps is not None:
-        command += ["--adapt-steps", str(request.adapt_steps)]
+    command += ["--adapt-steps", str(int(request.adapt_steps)), "--seed", str(int(request.seed))]
+    if request.adapt_seconds is not None:
+        command += ["--adapt-seconds", f"{request.adapt_seconds:g}"]
     if request.spacing is not None:
         command += ["--spacing", *(f"{value:.9g}" for value in request.spacing)]
     if request.slice_thickness is not None:

@@ -25,9 +25,9 @@ SOURCE_GIVEN = "given"
 # Slicer's DICOM scalar-volume loader stacks the instances along K (IJK axis 2): Slice Thickness describes that
 # axis only, so a DICOM value is not used when another axis is synthesized.
 DICOM_SLICE_AXIS = 2
-# The panel's "Adapt to this scan" seconds spin box range.
-ADAPT_SECONDS_RANGE = (10, 3600)
-ADAPT_SECONDS_WHEN_OFF = 60
+# The panel's "Adapt to this scan" steps spin box range (a budget in steps: the same input gives the same result).
+ADAPT_STEPS_RANGE = (10, 5000)
+ADAPT_STEPS_WHEN_OFF = 100
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,14 @@ def for_request(field: ThicknessField, volume_id: str, ijk_axis: int) -> Tuple[O
     return thickness, source
 
 
-def adaptation_defaults(default_seconds: float) -> Tuple[bool, int]:
-    """``(adapt to the scan, seconds)`` the panel starts with, following the engine's default budget: on with that
-    budget (rounded into the spin box range) when it is positive, else off with :data:`ADAPT_SECONDS_WHEN_OFF`
+def adaptation_defaults(default_steps: int) -> Tuple[bool, int]:
+    """``(adapt to the scan, steps)`` the panel starts with, following the engine's default budget: on with that
+    budget (clamped into the spin box range) when it is positive, else off with :data:`ADAPT_STEPS_WHEN_OFF`
     ready in the spin box."""
-    if not default_seconds > 0:
-        return False, ADAPT_SECONDS_WHEN_OFF
-    low, high = ADAPT_SECONDS_RANGE
-    return True, int(round(min(max(float(default_seconds), low), high)))
+    if not default_steps > 0:
+        return False, ADAPT_STEPS_WHEN_OFF
+    low, high = ADAPT_STEPS_RANGE
+    return True, int(min(max(int(default_steps), low), high))
 
 
 # How the RESULT line's ``thickness_source`` reads in the panel (``core.geometry.THICKNESS_SOURCES``).
@@ -111,7 +111,8 @@ RESULT_SOURCE_WORDS = {
 
 def describe_result(info: Mapping[str, Any]) -> str:
     """One line on the input's slice geometry and the adaptation, from what the background process reported
-    (``slice_spacing_mm``, ``slice_thickness_mm``, ``thickness_source``, ``adapt_seconds``, ``adapted_steps``)."""
+    (``slice_spacing_mm``, ``slice_thickness_mm``, ``thickness_source``, ``adapt_steps``, ``adapted_steps``,
+    ``adapt_seed``, ``adapt_capped``, ``adapt_seconds``: the optional cap)."""
     spacing, thickness = _number(info.get("slice_spacing_mm")), _number(info.get("slice_thickness_mm"))
     if thickness is None:
         text = "Input slice geometry unknown (no voxel spacing)"
@@ -122,9 +123,15 @@ def describe_result(info: Mapping[str, Any]) -> str:
         if spacing is not None:
             text += f", {spacing:.3g} mm apart"
     steps = int(_number(info.get("adapted_steps")) or 0)
+    planned = int(_number(info.get("adapt_steps")) or 0)
+    cap = _number(info.get("adapt_seconds"))
     if steps > 0:
-        text += f"; adapted to this scan in {steps} steps"
-    elif (_number(info.get("adapt_seconds")) or 0) > 0:
+        seed = _number(info.get("adapt_seed"))
+        text += f"; adapted to this scan in {steps} steps" + ("" if seed is None else f" (seed {int(seed)})")
+        if info.get("adapt_capped"):
+            text += (f", cut short of {planned} by the {cap:g} s cap: not reproducible" if cap is not None
+                     else ", cut short: not reproducible")
+    elif planned > 0 and (cap is None or cap > 0):
         text += "; not adapted to this scan"
     return text + "."
 

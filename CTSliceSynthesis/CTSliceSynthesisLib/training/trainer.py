@@ -261,28 +261,20 @@ class Trainer:
         self.history: List[Dict[str, float]] = []
         self.data_sources: List[str] = []
         self.data_options: Dict[str, Any] = {}  # how the volumes were loaded (the CLI's thinning, thickness)
-        self._clock: Optional[Tuple[float, float]] = None  # (start, budget) of a run bounded by time
 
     def fraction_done(self) -> float:
-        """How far the run is: by steps, or by time when :meth:`run` has a time budget and that is further."""
-        fraction = self.step / max(self.config.steps, 1)
-        if self._clock is not None:
-            start, budget = self._clock
-            fraction = max(fraction, (time.monotonic() - start) / budget)
-        return min(fraction, 1.0)
+        """How far the run is, in steps."""
+        return min(self.step / max(self.config.steps, 1), 1.0)
 
     def learning_rate_at(self, step: int, network: str = "pint") -> float:
         """``network``'s learning rate (``pint`` or ``sint``) at ``step``: within each stage, the configured rate
-        for its first ``decay_fraction`` of steps, then ×0.1 (spec A12).
-
-        In a run bounded by time, time counts as progress too: past ``decay_fraction`` of the budget the rate
-        is decayed whatever the step.
+        for its first ``decay_fraction`` of steps, then ×0.1 (spec A12). A function of the step alone, never of
+        the time, so that a run's arithmetic does not depend on the machine's speed or load.
         """
         _, first, end = self.config.stage_at(step)
         decay_step = first + math.ceil(self.config.decay_fraction * (end - first))
-        timed_step = self.fraction_done() * self.config.steps if self._clock is not None else 0.0
         rate = self.config.sint_learning_rate if network == "sint" else self.config.learning_rate
-        return rate * (0.1 if max(step, timed_step) >= decay_step else 1.0)
+        return rate * (0.1 if step >= decay_step else 1.0)
 
     def _seed_samplers(self) -> None:
         # Seeding per (seed, rank, step) makes every batch reproducible, whatever was resumed when.
@@ -372,32 +364,26 @@ class Trainer:
         time_budget_s: Optional[float] = None,
         cancel: Optional[CancelCheck] = None,
         on_step: Optional[Callable[[Dict[str, float]], None]] = None,
-        schedule_by_time: bool = False,
     ) -> None:
         """Train until ``config.steps`` (or the time budget) with a checkpoint every ``checkpoint_every`` steps.
 
         ``on_step(record)`` gets each step's losses and ``step`` as it completes: the hook for progress
-        displays (the trainer shows none itself) and validation. With ``schedule_by_time`` the learning-rate
-        schedule also counts the time budget as progress (adaptation: the budget is the run); otherwise a time
-        budget only stops the run (training in chunks with ``--resume``).
+        displays (the trainer shows none itself) and validation. A time budget only stops the run (training in
+        chunks with ``--resume``, a cap on adaptation): the learning-rate schedule is in steps whatever it is.
         """
         started = time.monotonic()
-        self._clock = (started, time_budget_s) if time_budget_s and schedule_by_time else None
-        try:
-            with self._loss_log() as log:
-                while self.step < self.config.steps:
-                    if cancel is not None and cancel():
-                        raise SynthesisCancelled("training cancelled")
-                    if time_budget_s is not None and time.monotonic() - started >= time_budget_s:
-                        break
-                    record = self.train_step()
-                    log(record)
-                    if on_step is not None:
-                        on_step(record)
-                    if self.step % self.config.checkpoint_every == 0:
-                        self.save()
-        finally:
-            self._clock = None
+        with self._loss_log() as log:
+            while self.step < self.config.steps:
+                if cancel is not None and cancel():
+                    raise SynthesisCancelled("training cancelled")
+                if time_budget_s is not None and time.monotonic() - started >= time_budget_s:
+                    break
+                record = self.train_step()
+                log(record)
+                if on_step is not None:
+                    on_step(record)
+                if self.step % self.config.checkpoint_every == 0:
+                    self.save()
         self.save()
 
     @contextlib.contextmanager
