@@ -12,7 +12,8 @@ For the PInt stages it gives the FLOPs the network did (FLOPs per pixel counted 
 GFLOP/s next to a plain stack of 16-channel 3×3 convolutions of the same image shape, layout and precision
 measured in the same run. Z-only cubic of the same volume (read, interpolate, write) is timed in the same
 process as the reference, and the machine's load average is recorded, since other work on the machine
-inflates every number alike. Writes ``profile.json`` and ``profile.md``.
+inflates every number alike. Writes ``profile.json`` and ``profile.md``. ``CTSS_ENGINE=DIR`` profiles the engine in
+``DIR`` (another version's ``CTSliceSynthesis`` folder) instead of this one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Dict, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-sys.path.insert(0, str(REPO_ROOT / "CTSliceSynthesis"))
+# CTSS_ENGINE: the CTSliceSynthesis folder of another version to profile (e.g. a ``git archive`` of an earlier commit)
+sys.path.insert(0, os.environ.get("CTSS_ENGINE", str(REPO_ROOT / "CTSliceSynthesis")))
 sys.path.insert(0, str(HERE))
 
 import nibabel as nib  # noqa: E402
