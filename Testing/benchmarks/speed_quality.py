@@ -1,7 +1,7 @@
 """Quality guard for the synthesis speed levers: each lever on its own against the engine with every lever off,
 on the thin evaluation volumes (not part of the test suite).
 
-    python Testing/benchmarks/speed_quality.py [--levers run_cropping split_concat] [--scales 2 4]
+    python Testing/benchmarks/speed_quality.py [--levers run_cropping] [--scales 2 4]
 
 For each evaluation volume in ``../shared/data/ct`` and scale: thick slices simulated as ``evaluate`` does by
 default (``direct``: every r-th slice), the default synthesis without adaptation (``pint`` fusion, default
@@ -32,7 +32,6 @@ from CTSliceSynthesisLib.inference import synthesis  # noqa: E402
 from CTSliceSynthesisLib.inference.fusion import fusion_weights  # noqa: E402
 from CTSliceSynthesisLib.inference.model_store import load_model  # noqa: E402
 from CTSliceSynthesisLib.io.nifti import read_nifti  # noqa: E402
-from CTSliceSynthesisLib.nets import pint as pint_module  # noqa: E402
 from run_benchmarks import markdown_table  # noqa: E402
 
 DATA_DIR = HERE.parents[2] / "shared" / "data" / "ct"
@@ -41,7 +40,6 @@ TOLERANCE_DB = 0.05
 # Each lever: the module attributes that switch it (value off, value on).
 LEVERS: Dict[str, List[tuple]] = {
     "run_cropping": [(synthesis, "RUN_CROPPING", False, True)],
-    "split_concat": [(pint_module, "SPLIT_CONCAT", False, True)],
 }
 
 

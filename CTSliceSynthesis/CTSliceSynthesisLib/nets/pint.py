@@ -12,23 +12,6 @@ from ..core.config import PIntConfig
 from .blocks import conv3x3, pixel_group
 from .cubic_base import cubic_between
 
-# Inference only: a convolution of concatenated maps as the sum of one convolution per map (the same sum of
-# products, in another order; no concatenated copy). Measured in Testing/benchmarks/speed_quality.py.
-SPLIT_CONCAT = False
-
-
-def split_convolution(maps: List[torch.Tensor], weight: torch.Tensor, bias, padding) -> torch.Tensor:
-    """``conv2d(cat(maps, 1), weight, bias)`` as ``Σ_j conv2d(maps_j, weight_j)``."""
-    layout = torch.channels_last if maps[0].is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    total, start = None, 0
-    for index, part in enumerate(maps):
-        channels = part.shape[1]
-        piece = weight[:, start : start + channels].contiguous(memory_format=layout)
-        out = F.conv2d(part, piece, bias if index == 0 else None, padding=padding)
-        total = out if total is None else total.add_(out)
-        start += channels
-    return total
-
 
 class LayerAttention(nn.Module):
     """HAN's layer attention over ``K`` stacked feature maps.
@@ -80,8 +63,7 @@ class LayerAttention(nn.Module):
         if layers[0].shape[0] > self.FOLD_MAX_IMAGES or conv.padding_mode != "zeros":
             return conv(self(layers))
         mixing = self.mixing(layers)
-        split = SPLIT_CONCAT and not torch.is_grad_enabled()
-        stacked = layers[0] if split else torch.cat(layers, dim=1)
+        stacked = torch.cat(layers, dim=1)
         count, channels = len(layers), layers[0].shape[1]
         with torch.autocast(device_type=stacked.device.type, enabled=False):  # fold the weights in float32
             weight = conv.weight.reshape(conv.out_channels, count, channels, *conv.kernel_size).float()
@@ -89,11 +71,6 @@ class LayerAttention(nn.Module):
             folded = folded.reshape(-1, *conv.weight.shape).to(stacked.dtype)
         channels_last = stacked.is_contiguous(memory_format=torch.channels_last) and not stacked.is_contiguous()
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        if SPLIT_CONCAT and not torch.is_grad_enabled():
-            return torch.cat([
-                split_convolution([layer[n : n + 1] for layer in layers], folded[n], conv.bias, conv.padding)
-                for n in range(layers[0].shape[0])
-            ])
         outputs = [
             F.conv2d(stacked[n : n + 1], folded[n].contiguous(memory_format=layout), conv.bias, padding=conv.padding)
             for n in range(stacked.shape[0])
@@ -205,10 +182,7 @@ class PixelInterpolator(nn.Module):
         layers = [tail] + features[:0:-1]
         from_layers = self.layer_attention.fused_convolution(layers, self.layer_fuse)
         from_tail = self.channel_spatial_attention(tail)
-        if SPLIT_CONCAT and not torch.is_grad_enabled():
-            fused = split_convolution([from_tail, from_layers], self.fuse.weight, self.fuse.bias, 1) + h0
-        else:
-            fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
+        fused = self.fuse(torch.cat((from_tail, from_layers), dim=1)) + h0
         new_columns = self.head_out(self.channel_spatial_attention(fused))
         if self.residual:
             new_columns = new_columns.float() + self._base(images).float()  # in float32, as in SInt
