@@ -131,3 +131,21 @@ def test_acquired_slices_bit_exact_and_runs_deterministic(dtype) -> None:
     assert np.array_equal(first, second)
     moved = synthesize_volume(np.moveaxis(volume, 0, 2), 2, model, axis=2).volume  # thick axis last
     assert np.array_equal(np.moveaxis(moved, 2, 0), first)
+
+
+def test_the_margin_is_pints_conv_chain() -> None:
+    """A change of one input pixel reaches at most :func:`pint_conv_chain` pixels along the image (local PInt;
+    the last pixels' share underflows float32)."""
+    from CTSliceSynthesisLib.inference.synthesis import pint_conv_chain
+
+    model = perturbed_model(2, local=True)
+    pint = model.networks.pint
+    assert pint_conv_chain(pint) == RUN_MARGIN == 16
+    assert pint_conv_chain(create_model("paper", 2).networks.pint) == 91
+    images = torch.rand(1, 1, 96, 12, generator=torch.Generator().manual_seed(0)) * 0.3
+    changed = images.clone()
+    changed[0, 0, 48, 6] += 0.2
+    with torch.no_grad():
+        difference = (pint.new_values(changed) - pint.new_values(images)).abs()[0].amax(dim=1)
+    reached = torch.nonzero(difference > 0).flatten()
+    assert 48 - RUN_MARGIN <= reached.min().item() <= 48 - 12 and 48 + 12 <= reached.max().item() <= 48 + RUN_MARGIN

@@ -41,8 +41,9 @@ BODY_HU = -500.0
 BODY_MARGIN = 16
 CROP_MAX_AREA = 0.85
 # Finer than the box, and used in its place for PInt alone: each coronal (sagittal) image is run only on its
-# columns (rows) of body, with RUN_MARGIN pixels of air on each side: 16 = the 3×3 convolutions PInt chains
-# (lite), so what a convolution sees at the edge of a run never reaches the body. The body in each axial
+# columns (rows) of body, with a margin of air on each side as wide as the 3×3 convolutions PInt chains
+# (pint_conv_chain: RUN_MARGIN = 16 for lite, 91 for paper), so what a convolution sees at the edge of a run
+# never reaches the body. The body in each axial
 # position is the in-plane projection of voxels above BODY_HU with its holes (lungs, airways) filled: a pixel
 # with body on both sides in its row and in its column. Runs of one chunk of images are their union; air gaps
 # narrower than RUN_MIN_GAP pixels are run through rather than split. Outside the runs the view is its cubic
@@ -100,7 +101,8 @@ def synthesize_volume(
     box = body_box(source) if "axial" not in needed and mask is None else None
     passes = len(needed) * _area_fraction(source, box) + (0.2 if classical or box is not None else 0.0)
     if mask is not None:
-        passes = sum(_run_fraction(mask, view) for view in needed) + (0.2 if classical else 0.0)
+        margin = pint_conv_chain(model.networks.pint)
+        passes = sum(_run_fraction(mask, view, margin) for view in needed) + (0.2 if classical else 0.0)
     run = _Synthesis(source, model, progress, cancel, passes=passes, mask=mask)
     if box is None:
         fused, spread = _fuse_views(run, weights, with_disagreement)
@@ -157,9 +159,15 @@ def _lines(mask: np.ndarray, view: str) -> np.ndarray:
     return mask if view == "coronal" else mask.T
 
 
-def image_runs(lines: np.ndarray) -> list:
+def pint_conv_chain(pint) -> int:
+    """The number of 3×3 convolutions on PInt's longest path: head, 2 per RCAB and 1 per residual group,
+    body tail, layer fusion, the spatial attention's convolution, fuse, the spatial attention again, head_out."""
+    return 6 + sum(2 * (len(group.body) - 1) + 1 for group in pint.groups)
+
+
+def image_runs(lines: np.ndarray, margin: int = RUN_MARGIN) -> list:
     """Runs ``[(lo, hi), …]`` along the image of the union of ``lines (n, A)`` (body pixels), each widened by
-    :data:`RUN_MARGIN` and clipped to ``[0, A)``; runs closer than :data:`RUN_MIN_GAP` are merged."""
+    ``margin`` and clipped to ``[0, A)``; runs closer than :data:`RUN_MIN_GAP` are merged."""
     body = np.flatnonzero(lines.any(axis=0))
     if body.size == 0:
         return []
@@ -167,7 +175,7 @@ def image_runs(lines: np.ndarray) -> list:
     breaks = np.flatnonzero(np.diff(body) > 1)
     starts, stops = body[np.r_[0, breaks + 1]], body[np.r_[breaks, body.size - 1]] + 1
     runs: list = []
-    for lo, hi in zip(starts - RUN_MARGIN, stops + RUN_MARGIN):
+    for lo, hi in zip(starts - margin, stops + margin):
         lo, hi = max(int(lo), 0), min(int(hi), length)
         if runs and lo - runs[-1][1] < RUN_MIN_GAP:
             runs[-1] = (runs[-1][0], hi)
@@ -176,10 +184,10 @@ def image_runs(lines: np.ndarray) -> list:
     return runs
 
 
-def _run_fraction(mask: np.ndarray, view: str) -> float:
+def _run_fraction(mask: np.ndarray, view: str, margin: int) -> float:
     """Fraction of a view's pixels that PInt processes under run cropping (images one by one)."""
     lines = _lines(mask, view)
-    covered = sum(hi - lo for line in lines for lo, hi in image_runs(line[None]))
+    covered = sum(hi - lo for line in lines for lo, hi in image_runs(line[None], margin))
     return covered / float(lines.size)
 
 
@@ -299,13 +307,14 @@ class _Synthesis:
         count, in_plane = (height, width) if coronal else (width, height)
         per_call = max(1, PINT_PIXELS_PER_CALL // (in_plane * slices))
         result = np.empty_like(accumulator) if subtract else accumulator
+        margin = pint_conv_chain(self.model.networks.pint)
         for start in range(0, count, per_call):
             stop = min(start + per_call, count)
             if coronal:  # images fix an index of H: (h, 1, W, S)
                 chunk = self._tensor(self.source[:, start:stop, :]).permute(1, 2, 0)
             else:  # images fix an index of W: (w, 1, H, S)
                 chunk = self._tensor(self.source[:, :, start:stop]).permute(2, 1, 0)
-            runs = [(0, in_plane)] if self.mask is None else image_runs(_lines(self.mask, view)[start:stop])
+            runs = [(0, in_plane)] if self.mask is None else image_runs(_lines(self.mask, view)[start:stop], margin)
             out, processed = self._pint_on_runs(chunk, runs)
             # (images, in-plane, n_new) → the z-first block of this chunk
             block = out.transpose(2, 0, 1) if coronal else out.transpose(2, 1, 0)
