@@ -45,6 +45,7 @@ from CTSliceSynthesisLib.inference import synthesis as synthesis_module  # noqa:
 from CTSliceSynthesisLib.inference.model_store import load_model  # noqa: E402
 from CTSliceSynthesisLib.inference.pipeline import provenance, slice_geometry, synthesize_scan  # noqa: E402
 from CTSliceSynthesisLib.io.nifti import load_nifti, open_nifti, read_nifti, write_nifti  # noqa: E402
+from CTSliceSynthesisLib.nets.pint import PixelInterpolator  # noqa: E402
 from run_benchmarks import machine_description, markdown_table  # noqa: E402
 from throughput import conv_stack_throughput, count_flops  # noqa: E402
 
@@ -61,6 +62,7 @@ class StageClock:
         self.seconds: Dict[str, float] = defaultdict(float)
         self.pixels: Dict[str, int] = defaultdict(int)  # PInt input pixels per view
         self._view: Optional[str] = None
+        self._counting = 0  # nesting depth of PInt calls (forward calls new_columns, not new_values)
         self._originals: List[tuple] = []
 
     def wrap(self, owner, name: str, stage) -> None:
@@ -83,21 +85,30 @@ class StageClock:
         setattr(owner, name, timed)
         self._originals.append((owner, name, original))
 
-    def count_pint(self, pint: torch.nn.Module) -> None:
-        """Count the pixels of every PInt call under the view being timed."""
+    def count_pint(self) -> None:
+        """Count the pixels of every PInt call (``forward`` or ``new_values``, on any model: adaptation makes a
+        new one) under the view being timed."""
         clock = self
+        for name in ("forward", "new_values"):
+            if not hasattr(PixelInterpolator, name):
+                continue
+            original = getattr(PixelInterpolator, name)
 
-        def hook(module, inputs):
-            clock.pixels[clock._view or "other"] += int(inputs[0].numel())
+            def counted(module, images, *args, _original=original, **kwargs):
+                if not clock._counting:
+                    clock.pixels[clock._view or "other"] += int(images.numel())
+                clock._counting += 1
+                try:
+                    return _original(module, images, *args, **kwargs)
+                finally:
+                    clock._counting -= 1
 
-        self._originals.append((None, None, pint.register_forward_pre_hook(hook)))
+            setattr(PixelInterpolator, name, counted)
+            self._originals.append((PixelInterpolator, name, original))
 
     def restore(self) -> None:
         for owner, name, original in reversed(self._originals):
-            if owner is None:
-                original.remove()
-            else:
-                setattr(owner, name, original)
+            setattr(owner, name, original)
         self._originals.clear()
 
 
@@ -136,7 +147,7 @@ def profile_scale(source: Path, scale: int, adapt_steps: int, work: Path) -> Dic
     clock.wrap(synthesis_module._Synthesis, "classical", "classical cubic")
     for name in ("body_box", "body_runs", "body_mask"):
         clock.wrap(synthesis_module, name, "body region")
-    clock.count_pint(model.networks.pint)
+    clock.count_pint()
     try:
         started = time.perf_counter()
         scan = synthesize_scan(loaded.data, axis, model, geometry, adapt_seconds=1e9 if adapt_steps else 0.0,
