@@ -143,6 +143,7 @@ def test_the_crop_is_used_only_without_sint(monkeypatch: pytest.MonkeyPatch) -> 
         "map": synthesize_volume(volume, 2, model, axis=0, with_disagreement=True).disagreement,
     }
     monkeypatch.setattr(synthesis, "body_box", lambda source: None)
+    monkeypatch.setattr(synthesis, "RUN_CROPPING", False)
     whole = {
         "equal": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("equal")).volume,
         "pint": synthesize_volume(volume, 2, model, axis=0, fusion=fusion_weights("pint")).volume,

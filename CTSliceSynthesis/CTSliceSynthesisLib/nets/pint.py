@@ -159,6 +159,21 @@ class PixelInterpolator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, _, a, length = images.shape
+        new_columns = self.new_columns(images)
+        stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
+        interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
+        return interleaved[..., : (length - 1) * self.scale + 1]
+
+    def new_values(self, images: torch.Tensor) -> torch.Tensor:
+        """Only the synthesized columns of :meth:`forward`, in order along the last axis, float32:
+        ``(N, 1, A, L) → (N, A, (L − 1)(r − 1))`` (``forward(images)[:, 0, :, i]`` for ``i mod r ≠ 0``), without
+        interleaving the input columns back in: what whole-volume synthesis needs, with fewer copies."""
+        n, _, a, length = images.shape
+        new_columns = self.new_columns(images)[..., : length - 1]  # (N, r − 1, A, L − 1)
+        return new_columns.permute(0, 2, 3, 1).float().reshape(n, a, (length - 1) * (self.scale - 1))
+
+    def new_columns(self, images: torch.Tensor) -> torch.Tensor:
+        """The net's ``r − 1`` columns after each input column, ``(N, 1, A, L) → (N, r − 1, A, L)``."""
         h0 = self.head(images).contiguous(memory_format=self.memory_format)  # a 1-channel input leaves it open
         features = [h0]
         for group in self.groups:
@@ -171,6 +186,4 @@ class PixelInterpolator(nn.Module):
         new_columns = self.head_out(self.channel_spatial_attention(fused))
         if self.residual:
             new_columns = new_columns.float() + self._base(images).float()  # in float32, as in SInt
-        stacked = torch.cat((images.to(new_columns.dtype), new_columns), dim=1)
-        interleaved = stacked.permute(0, 2, 3, 1).reshape(n, 1, a, length * self.scale)
-        return interleaved[..., : (length - 1) * self.scale + 1]
+        return new_columns
