@@ -340,13 +340,15 @@ def installed(temporary_path: Optional[str] = None) -> Iterator[Any]:
         application_logic = slicer.vtkSlicerApplicationLogic()
         application_logic.SetMRMLScene(scene)
         logics = {}
-        for name, cls in (("colors", slicer.vtkSlicerColorLogic), ("volumes", slicer.vtkSlicerVolumesLogic),
-                          ("subjecthierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
+        for name, module_name, cls in (("colors", "Colors", slicer.vtkSlicerColorLogic),
+                                       ("volumes", "Volumes", slicer.vtkSlicerVolumesLogic),
+                                       ("subjecthierarchy", "SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
             logic = cls()
             logic.SetMRMLApplicationLogic(application_logic)
             logic.SetMRMLScene(scene)
+            application_logic.SetModuleLogic(module_name, logic)  # as the module manager registers them
             logics[name] = logic
-        logics["volumes"].SetColorLogic(logics["colors"])  # as qSlicerVolumesModule::setup does
+        application_logic.SetColorLogic(logics["colors"])
         plugin_logic = SubjectHierarchyPluginLogic(scene)
         stack.callback(plugin_logic.remove)
         slicer.mrmlScene = scene
