@@ -244,7 +244,11 @@ class SliceWidget:
 
 
 class ComparisonLayoutManager:
-    """The layout manager of a main window, reduced to the Red and Yellow slice views of the side-by-side layout."""
+    """The layout manager of a main window, reduced to the Red and Yellow slice views of the side-by-side layout.
+
+    Like the application's, it lives as long as the scene: its slice and composite nodes are singletons, which
+    ``vtkMRMLScene.Clear(0)`` keeps.
+    """
 
     VIEWS = (("Red", "Axial"), ("Yellow", "Sagittal"))  # Slicer's default view names and orientations
 
@@ -261,10 +265,10 @@ class ComparisonLayoutManager:
             logic.GetSliceNode().SetOrientation(orientation)
             logic.GetSliceNode().SetDimensions(view_size[0], view_size[1], 1)
             self._widgets[name] = SliceWidget(logic)
-        application_logic.GetSliceLogics().RemoveAllItems()
+        slice_logics = vtk.vtkCollection()
         for widget in self._widgets.values():
-            application_logic.GetSliceLogics().AddItem(widget.sliceLogic())
-
+            slice_logics.AddItem(widget.sliceLogic())
+        application_logic.SetSliceLogics(slice_logics)
     @property
     def layout(self) -> int:
         return self._layout_node.GetViewArrangement()
