@@ -734,6 +734,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         for k in range(voxels.shape[0]):  # output slice 2k is where input slice k was
             np.testing.assert_allclose(outMatrix @ [3, 5, 2 * k, 1], matrix @ [3, 5, k, 1], atol=1e-6)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(output)[::2], voxels)
+        np.testing.assert_allclose(grid.spacing, output.GetSpacing())  # what the panel says is what Slicer has
         self.assertEqual(slicer.util.arrayFromVolume(output).dtype, np.int16)
         self.assertEqual(output.GetTransformNodeID(), transform.GetID())
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.scale"), "2")
