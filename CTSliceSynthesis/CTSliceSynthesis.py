@@ -745,7 +745,8 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertInStudy(output, study)
 
     def _completedJob(self, inputVolume, synthesized: np.ndarray, scale: int = 2, outputVolume=None) -> tuple:
-        """A job whose background run "completed" with ``synthesized`` as its output file, and that outcome."""
+        """A job whose background run "completed" with ``synthesized`` as its output file, and that outcome; the
+        result goes into ``outputVolume`` if given, else into a new node."""
         grid = CTSliceSynthesisLogic().planGrid(inputVolume, scale)
         workDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
         request = SynthesisRequest(os.path.join(workDir, "input.npy"), os.path.join(workDir, "output.npy"), scale,

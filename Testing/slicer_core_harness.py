@@ -92,7 +92,7 @@ def _dummy_module(name: str) -> types.ModuleType:
 
 
 def _scripted_loadable_module() -> types.ModuleType:
-    """Stand-ins for Slicer's ``ScriptedLoadableModule`` base classes (``Base/Python/slicer/ScriptedLoadableModule.py``)."""
+    """Stand-ins for Slicer's scripted-module base classes (``Base/Python/slicer/ScriptedLoadableModule.py``)."""
     import logging
 
     import slicer
@@ -149,8 +149,10 @@ def _parameter_node_wrapper() -> types.ModuleType:
         if typing.get_origin(annotation) is typing.Annotated:
             kind = typing.get_args(annotation)[0]
         if isinstance(kind, type) and issubclass(kind, slicer.vtkMRMLNode):
-            return property(lambda self: self.parameterNode.GetNodeReference(name),
-                            lambda self, node: self.parameterNode.SetNodeReferenceID(name, node.GetID() if node else None))
+            def set_node(self: Any, node: Any) -> None:
+                self.parameterNode.SetNodeReferenceID(name, node.GetID() if node else None)
+
+            return property(lambda self: self.parameterNode.GetNodeReference(name), set_node)
 
         def get(self: Any) -> Any:
             if not self.parameterNode.GetParameterNames() or name not in self.parameterNode.GetParameterNames():
@@ -344,9 +346,11 @@ def installed(temporary_path: Optional[str] = None) -> Iterator[Any]:
         application_logic = slicer.vtkSlicerApplicationLogic()
         application_logic.SetMRMLScene(scene)
         logics = {}
-        for name, module_name, cls in (("colors", "Colors", slicer.vtkSlicerColorLogic),
-                                       ("volumes", "Volumes", slicer.vtkSlicerVolumesLogic),
-                                       ("subjecthierarchy", "SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic)):
+        for name, module_name, cls in (
+            ("colors", "Colors", slicer.vtkSlicerColorLogic),
+            ("volumes", "Volumes", slicer.vtkSlicerVolumesLogic),
+            ("subjecthierarchy", "SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic),
+        ):
             logic = cls()
             logic.SetMRMLApplicationLogic(application_logic)
             logic.SetMRMLScene(scene)

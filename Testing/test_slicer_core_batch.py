@@ -121,7 +121,8 @@ def test_batch_over_a_folder_with_a_bad_file(batch_run):
     assert len(failed) == 1 and BAD_FILE in failed[0]
     assert sum(" done " in line for line in lines) == len(INPUTS)
     assert lines[-1] == f"error: 1 of {len(INPUTS) + 1} volumes failed"
-    assert sorted(p.name for p in batch_run.output_dir.iterdir()) == sorted(output_of(batch_run, n).name for n in INPUTS)
+    written = sorted(path.name for path in batch_run.output_dir.iterdir())
+    assert written == sorted(output_of(batch_run, name).name for name in INPUTS)
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))

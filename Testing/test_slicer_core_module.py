@@ -80,8 +80,7 @@ def test_cloning_copies_dicom_attributes(slicer_scene, module):
     source.SetAttribute("DICOM.instanceUIDs", "1.2.3 1.2.4 1.2.5")
     clone = slicer.modules.volumes.logic().CloneVolumeWithoutImageData(slicer.mrmlScene, source, "clone")
     assert clone.GetAttribute("DICOM.instanceUIDs") == "1.2.3 1.2.4 1.2.5"
-    job, outcome = module.CTSliceSynthesisTest._completedJob(
-        module.CTSliceSynthesisTest(), source, np.zeros((5, 4, 5), np.int16))
+    job, outcome = module.CTSliceSynthesisTest()._completedJob(source, np.zeros((5, 4, 5), np.int16))
     _outcome, outputs = module.CTSliceSynthesisLogic().finishJob(job, outcome)
     assert outputs.outputVolume.GetAttribute("DICOM.instanceUIDs") is None
     assert outputs.outputVolume.GetAttribute("CTSliceSynthesis.scale") == "2"
@@ -91,8 +90,7 @@ def test_disagreement_map_shown_in_iron(slicer_scene, module, tmp_path):
     """The disagreement map is a real volume drawn with Slicer's Iron colour table, agreement transparent."""
     slicer = slicer_scene
     inputVolume = slicer.util.addVolumeFromArray(np.zeros((3, 6, 6), np.int16), np.diag([1.0, 1.0, 4.0, 1.0]), "ct")
-    job, outcome = module.CTSliceSynthesisTest._completedJob(
-        module.CTSliceSynthesisTest(), inputVolume, np.zeros((5, 6, 6), np.int16))
+    job, outcome = module.CTSliceSynthesisTest()._completedJob(inputVolume, np.zeros((5, 6, 6), np.int16))
     disagreement = np.linspace(0.0, 50.0, 5 * 6 * 6, dtype=np.float32).reshape(5, 6, 6)
     job.request = dataclasses.replace(job.request, disagreement_path=str(tmp_path / "disagreement.npy"))
     np.save(job.request.disagreement_path, disagreement)

@@ -136,7 +136,9 @@ def render(input_path: Path, result_path: Path, disagreement_path: Path, output_
         module.CTSliceSynthesisLogic._showAsHeatMap(disagreementVolume,
                                                     slicer.util.arrayFromVolume(disagreementVolume))
         params = module.CTSliceSynthesisLogic().getParameterNode()
-        params.inputVolume, params.outputVolume, params.disagreementVolume = inputVolume, outputVolume, disagreementVolume
+        params.inputVolume = inputVolume
+        params.outputVolume = outputVolume
+        params.disagreementVolume = disagreementVolume
         widget = types.SimpleNamespace(_parameterNode=params)  # onShowComparison reads only the parameter node
         pictures = []
         for overlay, name in ((False, f"slicer_comparison_x{scale}.png"),
@@ -158,7 +160,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="thick-slice CT (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=4, help="factor r (default: 4)")
     parser.add_argument("--output-dir", type=Path, default=Path(__file__).resolve().parent, help="where the PNGs go")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="synthesis outputs (default: %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="synthesis outputs (%(default)s)")
     parser.add_argument("--reuse", action="store_true", help="skip the synthesis when its cached outputs exist")
     parser.add_argument("--view-size", type=int, nargs=2, default=(480, 480), metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("synthesis_args", nargs=argparse.REMAINDER,
