@@ -117,7 +117,7 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def render(input_path: Path, result_path: Path, disagreement_path: Path, output_dir: Path, scale: int,
-           view_size: Tuple[int, int] = (480, 480), window: Tuple[float, float] = CT_LUNG_WINDOW) -> List[Path]:
+           view_size: Tuple[int, int] = (480, 360), window: Tuple[float, float] = CT_LUNG_WINDOW) -> List[Path]:
     """Load the three volumes with Slicer's readers, lay them out with the module's code and write the pictures."""
     sys.path.insert(0, str(REPO_ROOT / "Testing"))
     from slicer_core_harness import ComparisonLayoutManager, installed
@@ -162,7 +162,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=Path(__file__).resolve().parent, help="where the PNGs go")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="synthesis outputs (%(default)s)")
     parser.add_argument("--reuse", action="store_true", help="skip the synthesis when its cached outputs exist")
-    parser.add_argument("--view-size", type=int, nargs=2, default=(480, 480), metavar=("WIDTH", "HEIGHT"))
+    parser.add_argument("--view-size", type=int, nargs=2, default=(480, 360), metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("synthesis_args", nargs=argparse.REMAINDER,
                         help="after --: more options for ct-slice-synthesis synthesize (default: none)")
     return parser
