@@ -58,8 +58,6 @@ import types
 import unittest
 from typing import Any, Dict, Iterator, Optional
 
-import vtk
-
 ENGINE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "CTSliceSynthesis"
 STAND_IN_MODULES = ("qt", "ctk", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper", "slicer.i18n")
 VOLUME_FILE = "VolumeFile"
@@ -199,6 +197,8 @@ class CoreIOManager:
 
     def loadNodes(self, filetype: str, properties: Dict[str, Any], loaded: Any, messages: Any) -> bool:
         """``qSlicerVolumesReader::load``: ``vtkSlicerVolumesLogic.AddArchetypeVolume`` with the options given."""
+        import vtk
+
         if filetype != VOLUME_FILE:
             raise NotImplementedError(f"the harness reads volumes only, not {filetype}")
         filename = properties["fileName"]
@@ -256,6 +256,7 @@ class ComparisonLayoutManager:
 
     def __init__(self, scene: Any, application_logic: Any, view_size: tuple = (512, 512)) -> None:
         import slicer
+        import vtk
 
         self._layout_node = scene.AddNewNodeByClass("vtkMRMLLayoutNode")
         self._widgets = {}
@@ -287,13 +288,14 @@ class SubjectHierarchyPluginLogic:
 
     def __init__(self, scene: Any) -> None:
         import slicer
+        import vtk
 
         self._scene = scene
-        self._tag = scene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, self._on_node_added)
+        on_node_added = vtk.calldata_type(vtk.VTK_OBJECT)(self._add_item)  # the node comes as call data
+        self._tag = scene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, on_node_added)
 
     @staticmethod
-    @vtk.calldata_type(vtk.VTK_OBJECT)
-    def _on_node_added(scene: Any, event: str, node: Any = None) -> None:
+    def _add_item(scene: Any, event: str, node: Any = None) -> None:
         import slicer
 
         if node is None or node.GetHideFromEditors() or scene.IsImporting():

@@ -111,6 +111,7 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
     image.SetDimensions(width, height, 1)
     image.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(pixels[::-1]).reshape(-1, 3), deep=True))
     writer = vtk.vtkPNGWriter()
+    writer.SetCompressionLevel(9)
     writer.SetInputData(image)
     writer.SetFileName(str(path))
     writer.Write()
