@@ -62,7 +62,7 @@ def test_slice_thickness_and_adaptation_defaults(tmp_path: Path) -> None:
     ("argv", "words"),
     [
         (["--output", "o.nrrd", "--scale", "2"], "--input"),
-        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "5"], "invalid choice"),
+        (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "7"], "invalid choice"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--adapt-seconds", "-5"], "negative"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--checkpoint", "nope.pt"], "nope.pt"),
         (["--input", "i.nrrd", "--output", "o.nrrd", "--scale", "2", "--device", "tpu"], "invalid choice"),
