@@ -43,6 +43,10 @@ layer would provide is stood in here, each for the reason given:
     ``vtkMRMLLayoutNode``; linking is the application logic's real ``vtkMRMLSliceLinkLogic``. What a view draws
     is its slice logic's blended image, the picture Slicer's slice view shows.
 
+Not stood in: ``PythonSlicer``. Outside Slicer the module's own fallback starts the background process with this
+interpreter. ``vtkSlicerColorLogic`` logs that it found no colour files (there is no Slicer installation folder);
+its built-in tables are all the module uses.
+
 :func:`installed` sets these up and takes them away again; run as a script, this file is a minimal
 ``Slicer --python-script``: ``python slicer_core_harness.py SCRIPT [ARGS...]``.
 """
