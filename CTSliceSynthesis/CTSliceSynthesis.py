@@ -684,8 +684,10 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         """Run all tests (Reload and Test calls this directly, outside a unittest runner, so a skip is reported
         here instead of surfacing as an exception)."""
         for test in (self.test_outputVolumeGeometry, self.test_resultPlacedInScene,
-                     self.test_unfinishedRunLeavesSceneUntouched, self.test_comparisonLayout,
-                     self.test_synthesisBlocking):
+                     self.test_unfinishedRunLeavesSceneUntouched, self.test_leftHandedInput,
+                     self.test_nonLinearParentTransform, self.test_refillExistingOutput,
+                     self.test_inputRemovedDuringRun, self.test_parameterNodeSavedAndReloaded,
+                     self.test_comparisonLayout, self.test_synthesisBlocking):
             self.setUp()
             try:
                 test()
@@ -703,12 +705,28 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         voxels = (np.arange(4 * 24 * 16, dtype=np.int16).reshape(4, 24, 16) % 400) - 200
         return slicer.util.addVolumeFromArray(voxels, matrix, name), matrix, voxels
 
+    @staticmethod
+    def _moveToStudy(volumeNode) -> int:
+        """Put ``volumeNode`` in a new patient/study folder and return the study's subject-hierarchy item (a result
+        must land there too: under the scene item it would sit next to any volume)."""
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        patient = shNode.CreateSubjectItem(shNode.GetSceneItemID(), "patient")
+        study = shNode.CreateStudyItem(patient, "study")
+        shNode.SetItemParent(shNode.GetItemByDataNode(volumeNode), study)
+        return study
+
+    def assertInStudy(self, volumeNode, study: int) -> None:
+        """``volumeNode`` sits in the subject-hierarchy folder ``study``."""
+        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        self.assertEqual(shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode)), study)
+
     def test_outputVolumeGeometry(self) -> None:
         """Output grid, pass-through slices, transform, hierarchy and provenance, without running the network."""
         self.delayDisplay("Output volume geometry")
         inputVolume, matrix, voxels = self._obliqueVolume()
         transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
         inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+        study = self._moveToStudy(inputVolume)
         logic = CTSliceSynthesisLogic()
         grid = logic.planGrid(inputVolume, 2)
         self.assertEqual(grid.axis_name, "K")
@@ -725,6 +743,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         for k in range(voxels.shape[0]):  # output slice 2k is where input slice k was
             np.testing.assert_allclose(outMatrix @ [3, 5, 2 * k, 1], matrix @ [3, 5, k, 1], atol=1e-6)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(output)[::2], voxels)
+        np.testing.assert_allclose(grid.spacing, output.GetSpacing())  # what the panel says is what Slicer has
         self.assertEqual(slicer.util.arrayFromVolume(output).dtype, np.int16)
         self.assertEqual(output.GetTransformNodeID(), transform.GetID())
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.scale"), "2")
@@ -734,18 +753,17 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThickness"), "5")
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.inputSliceThicknessSource"), "dicom")
         self.assertIsNone(logic.dicomSliceThickness(inputVolume))  # not loaded from DICOM
-        shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-        self.assertEqual(shNode.GetItemParent(shNode.GetItemByDataNode(output)),
-                         shNode.GetItemParent(shNode.GetItemByDataNode(inputVolume)))
+        self.assertInStudy(output, study)
 
-    def _completedJob(self, inputVolume, synthesized: np.ndarray, scale: int = 2) -> tuple:
-        """A job whose background run "completed" with ``synthesized`` as its output file, and that outcome."""
+    def _completedJob(self, inputVolume, synthesized: np.ndarray, scale: int = 2, outputVolume=None) -> tuple:
+        """A job whose background run "completed" with ``synthesized`` as its output file, and that outcome; the
+        result goes into ``outputVolume`` if given, else into a new node."""
         grid = CTSliceSynthesisLogic().planGrid(inputVolume, scale)
         workDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
         request = SynthesisRequest(os.path.join(workDir, "input.npy"), os.path.join(workDir, "output.npy"), scale,
                                    axis=grid.numpy_axis)
         np.save(request.output_path, synthesized, allow_pickle=False)
-        job = _Job(inputVolume.GetID(), None, None, grid, request, workDir)
+        job = _Job(inputVolume.GetID(), outputVolume.GetID() if outputVolume else None, None, grid, request, workDir)
         info = {"model_id": "test", "sha256": "0" * 64, "preset": "lite", "device": "cpu", "adapt_steps": 0}
         return job, Outcome("completed", "synthesis completed", info)
 
@@ -758,6 +776,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         inputVolume.SetAttribute("DICOM.instanceUIDs", "1.2.3")
         transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
         inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+        study = self._moveToStudy(inputVolume)
         slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "thick synthesized ×2")  # name already taken
         job, outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:7])
         outcome, outputs = CTSliceSynthesisLogic().finishJob(job, outcome)
@@ -771,6 +790,7 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
         self.assertEqual(output.GetAttribute("CTSliceSynthesis.modelSha256"), "0" * 64)
         self.assertEqual(output.GetTransformNodeID(), transform.GetID())
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(output)[::2], voxels)
+        self.assertInStudy(output, study)
         self.assertFalse(os.path.exists(job.workDir))
 
     def test_unfinishedRunLeavesSceneUntouched(self) -> None:
@@ -785,6 +805,158 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
             self.assertIsNone(outputs)
             self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
             self.assertFalse(os.path.exists(job.workDir))
+
+    def assertSlicesInPlace(self, outputVolume, inputVolume, scale: int) -> None:
+        """Output slice ``k·scale`` holds input slice ``k``, voxel for voxel, at the same place in RAS."""
+        _dimensions, inputMatrix = CTSliceSynthesisLogic.inputGeometry(inputVolume)
+        _dimensions, outputMatrix = CTSliceSynthesisLogic.inputGeometry(outputVolume)
+        inputVoxels = slicer.util.arrayFromVolume(inputVolume)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(outputVolume)[::scale], inputVoxels)
+        for k in range(inputVoxels.shape[0]):
+            np.testing.assert_allclose(outputMatrix @ [3, 5, scale * k, 1], inputMatrix @ [3, 5, k, 1], atol=1e-4)
+
+    def test_leftHandedInput(self) -> None:
+        """A left-handed volume in the scene keeps its handedness in the result; Slicer's reader makes the same
+        voxels right-handed (K reversed, same place in RAS), and that result is right-handed too."""
+        self.delayDisplay("Left-handed input")
+        created, matrix, voxels = self._obliqueVolume()
+        self.assertLess(np.linalg.det(matrix[:3, :3]), 0)
+        volumeFile = os.path.join(slicer.app.temporaryPath, "CTSliceSynthesisTest-left-handed.nrrd")
+        self.assertTrue(slicer.util.saveNode(created, volumeFile))
+        try:
+            loaded = slicer.util.loadVolume(volumeFile, {"name": "loaded", "show": False})
+        finally:
+            os.remove(volumeFile)
+        _dimensions, loadedMatrix = CTSliceSynthesisLogic.inputGeometry(loaded)
+        self.assertGreater(np.linalg.det(loadedMatrix[:3, :3]), 0)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded), voxels[::-1])
+        last = voxels.shape[0] - 1
+        for k in range(voxels.shape[0]):  # loaded slice last - k is where slice k was
+            np.testing.assert_allclose(loadedMatrix @ [3, 5, last - k, 1], matrix @ [3, 5, k, 1], atol=1e-4)
+        for volume, handedness in ((created, -1), (loaded, 1)):
+            job, outcome = self._completedJob(volume, np.repeat(slicer.util.arrayFromVolume(volume), 2, axis=0)[:7])
+            _outcome, outputs = CTSliceSynthesisLogic().finishJob(job, outcome)
+            _dimensions, outputMatrix = CTSliceSynthesisLogic.inputGeometry(outputs.outputVolume)
+            self.assertEqual(np.sign(np.linalg.det(outputMatrix[:3, :3])), handedness)
+            self.assertSlicesInPlace(outputs.outputVolume, volume, 2)
+
+    @staticmethod
+    def _gridTransform(displacement: Callable[[np.ndarray], np.ndarray], name: str):
+        """A grid transform node over a 200 mm cube whose displacement at each RAS point ``p`` (rows of an
+        ``(n, 3)`` array) is ``displacement(p)``."""
+        from vtk.util.numpy_support import numpy_to_vtk
+
+        grid = vtk.vtkImageData()
+        grid.SetOrigin(-100.0, -100.0, -100.0)
+        grid.SetSpacing(10.0, 10.0, 10.0)
+        grid.SetDimensions(21, 21, 21)
+        k, j, i = np.mgrid[0:21, 0:21, 0:21]
+        points = np.stack([i, j, k], axis=-1).reshape(-1, 3) * 10.0 - 100.0
+        vectors = numpy_to_vtk(displacement(points).astype(np.float64), deep=True)
+        vectors.SetNumberOfComponents(3)
+        grid.GetPointData().SetScalars(vectors)
+        transform = slicer.vtkOrientedGridTransform()
+        transform.SetDisplacementGridData(grid)
+        transformNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
+        transformNode.SetAndObserveTransformToParent(transform)
+        return transformNode
+
+    def test_nonLinearParentTransform(self) -> None:
+        """Under a non-linear transform that keeps the slices evenly spaced the synthesis runs with a warning and
+        the result goes under the same transform; one that spaces them unevenly is refused before it starts."""
+        self.delayDisplay("Non-linear parent transform")
+        voxels = (np.arange(5 * 20 * 20, dtype=np.int16).reshape(5, 20, 20) % 300) - 100
+        inputVolume = slicer.util.addVolumeFromArray(voxels, np.diag([2.0, 2.0, 6.0, 1.0]), "thick")
+        inPlane = self._gridTransform(lambda p: np.stack([3.0 * np.sin(p[:, 1] / 15.0), 0 * p[:, 1], 0 * p[:, 1]], 1),
+                                      "in-plane warp")
+        stretch = self._gridTransform(lambda p: np.stack([0 * p[:, 2], 0 * p[:, 2], 0.004 * p[:, 2] ** 2], 1),
+                                      "slice stretch")
+        params = CTSliceSynthesisLogic().getParameterNode()
+        params.inputVolume = inputVolume
+        params.scale = 2
+        inputVolume.SetAndObserveTransformNodeID(inPlane.GetID())
+        logic = CTSliceSynthesisLogic()
+        self.assertIsNone(logic.checkParameters(params))
+        self.assertIn("in-plane warp", logic.describeOutput(params))
+        job, outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:9])
+        _outcome, outputs = logic.finishJob(job, outcome)
+        self.assertEqual(outputs.outputVolume.GetTransformNodeID(), inPlane.GetID())
+        self.assertFalse(outputs.outputVolume.GetParentTransformNode().IsTransformToWorldLinear())
+        self.assertSlicesInPlace(outputs.outputVolume, inputVolume, 2)
+        inputVolume.SetAndObserveTransformNodeID(stretch.GetID())
+        self.assertIn("not equally spaced", logic.checkParameters(params))
+        with self.assertRaises(InputError):
+            logic.process(inputVolume, scale=2, device="cpu", adaptSteps=0)
+
+    def test_refillExistingOutput(self) -> None:
+        """Synthesizing into an existing volume fills it in place: the user's window/level stays, no new node is
+        added, and the DICOM identity that cloning copied from the input is dropped."""
+        self.delayDisplay("Refill an existing output")
+        inputVolume, _matrix, voxels = self._obliqueVolume()
+        inputVolume.SetAttribute("DICOM.instanceUIDs", "1.2.3")
+        study = self._moveToStudy(inputVolume)
+        existing = slicer.modules.volumes.logic().CloneVolumeWithoutImageData(slicer.mrmlScene, inputVolume, "mine")
+        self.assertEqual(existing.GetAttribute("DICOM.instanceUIDs"), "1.2.3")  # what cloning leaves behind
+        existing.CreateDefaultDisplayNodes()
+        existing.GetDisplayNode().SetAutoWindowLevel(False)
+        existing.GetDisplayNode().SetWindowLevel(80.0, 40.0)
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        job, outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:7], outputVolume=existing)
+        outcome, outputs = CTSliceSynthesisLogic().finishJob(job, outcome)
+        self.assertEqual(outcome.status, "completed")
+        self.assertIs(outputs.outputVolume, existing)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+        self.assertEqual((existing.GetDisplayNode().GetWindow(), existing.GetDisplayNode().GetLevel()), (80.0, 40.0))
+        self.assertIsNone(existing.GetAttribute("DICOM.instanceUIDs"))
+        self.assertEqual(existing.GetAttribute("CTSliceSynthesis.scale"), "2")
+        self.assertSlicesInPlace(existing, inputVolume, 2)
+        self.assertInStudy(existing, study)
+
+    def test_inputRemovedDuringRun(self) -> None:
+        """If the input leaves the scene while the process runs, the run fails with a message and adds nothing."""
+        self.delayDisplay("Input removed during a run")
+        inputVolume, _matrix, voxels = self._obliqueVolume()
+        job, outcome = self._completedJob(inputVolume, np.repeat(voxels, 2, axis=0)[:7])
+        slicer.mrmlScene.RemoveNode(inputVolume)
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        outcome, outputs = CTSliceSynthesisLogic().finishJob(job, outcome)
+        self.assertEqual(outcome.status, "failed")
+        self.assertIn("removed", outcome.message)
+        self.assertIsNone(outputs)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+        self.assertFalse(os.path.exists(job.workDir))
+
+    def test_parameterNodeSavedAndReloaded(self) -> None:
+        """The module's choices survive saving the scene to a .mrml file and loading it again."""
+        self.delayDisplay("Parameter node in a saved scene")
+        inputVolume, _matrix, voxels = self._obliqueVolume()
+        sceneDir = tempfile.mkdtemp(prefix="CTSliceSynthesisTest-", dir=slicer.app.temporaryPath)
+        try:
+            self.assertTrue(slicer.util.saveNode(inputVolume, os.path.join(sceneDir, "thick.nrrd")))
+            params = CTSliceSynthesisLogic().getParameterNode()
+            params.inputVolume = inputVolume
+            params.scale = 3
+            params.thickAxis = "K"
+            params.sliceThicknessMm = 6.5
+            params.adaptToScan = False
+            params.orientation = "Axial"
+            params.checkpointPath = pathlib.Path(sceneDir) / "weights.pt"
+            sceneFile = os.path.join(sceneDir, "scene.mrml")
+            slicer.mrmlScene.SetURL(sceneFile)
+            self.assertTrue(slicer.mrmlScene.Commit(sceneFile))
+            slicer.mrmlScene.Clear(0)
+            self.assertIsNone(slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode"))
+            slicer.mrmlScene.SetURL(sceneFile)
+            self.assertTrue(slicer.mrmlScene.Import())
+            reloaded = CTSliceSynthesisLogic().getParameterNode()
+            self.assertEqual(reloaded.inputVolume.GetName(), "thick")
+            np.testing.assert_array_equal(slicer.util.arrayFromVolume(reloaded.inputVolume), voxels[::-1])
+            self.assertEqual((reloaded.scale, reloaded.thickAxis, reloaded.sliceThicknessMm, reloaded.adaptToScan,
+                              reloaded.orientation), (3, "K", 6.5, False, "Axial"))
+            self.assertEqual(reloaded.checkpointPath, pathlib.Path(sceneDir) / "weights.pt")
+            self.assertIsNone(CTSliceSynthesisLogic().checkParameters(reloaded))
+        finally:
+            shutil.rmtree(sceneDir, ignore_errors=True)
 
     def test_comparisonLayout(self) -> None:
         """Linked side-by-side views with a main window; nothing (and no error) without one."""
@@ -816,10 +988,12 @@ class CTSliceSynthesisTest(ScriptedLoadableModuleTest):
             checkpoint = os.path.join(workDir, "lite_x2.pt")
             save_model(create_model("lite", 2), checkpoint)
             volumeFile = os.path.join(workDir, "thick.nrrd")
-            created, _matrix, voxels = self._obliqueVolume()
+            created, _matrix, _voxels = self._obliqueVolume()
             self.assertTrue(slicer.util.saveNode(created, volumeFile))
             slicer.mrmlScene.RemoveNode(created)
+            # Slicer's reader makes the left-handed IJK axes right-handed (K reversed): compare with what it loaded.
             inputVolume = slicer.util.loadVolume(volumeFile, {"name": "thick", "show": False})
+            voxels = slicer.util.arrayFromVolume(inputVolume).copy()
             outputs = CTSliceSynthesisLogic().process(
                 inputVolume, scale=2, checkpoint=checkpoint, device="cpu", adaptSteps=0, sliceThickness=6.0,
                 withDisagreement=True)

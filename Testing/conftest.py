@@ -1,7 +1,9 @@
-"""Shared pytest setup: the engine package on ``sys.path``, two CPU threads and a fixed-seed fixture."""
+"""Shared pytest setup: the engine package on ``sys.path``, two CPU threads, a fixed-seed fixture, and Slicer's
+core (``slicer-core``) for the tests marked ``slicer_core``."""
 
 from __future__ import annotations
 
+import platform
 import random
 import sys
 from functools import lru_cache
@@ -47,3 +49,33 @@ def untrained_lite(scale: int):
 
     torch.manual_seed(scale)
     return create_model("lite", scale)
+
+
+def slicer_core_has_wheels() -> bool:
+    """Whether ``slicer-core`` has a wheel for this interpreter (the test extra's environment marker)."""
+    return (3, 10) <= sys.version_info[:2] < (3, 14) and sys.platform == "linux" and platform.machine() == "x86_64"
+
+
+@pytest.fixture(scope="module")
+def slicer_core():
+    """``slicer`` with Slicer's real core and the application stand-ins of ``slicer_core_harness`` for one test
+    module. Skips, saying why, where slicer-core has no wheel; fails where it has one but does not import (the test
+    extra installs it there, so the layer must run, as on CI)."""
+    from slicer_core_harness import installed, slicer_core_available
+
+    problem = slicer_core_available()
+    if problem and slicer_core_has_wheels():
+        pytest.fail(f"slicer-core should be installed here (pip install -e '.[test]') but does not import: {problem}")
+    if problem:
+        pytest.skip(f"Slicer-core layer not run: slicer-core has no wheel for Python "
+                    f"{platform.python_version()} on {sys.platform}/{platform.machine()} ({problem})")
+    with installed() as slicer:
+        yield slicer
+
+
+@pytest.fixture
+def slicer_scene(slicer_core):
+    """``slicer`` with an empty scene for each test."""
+    slicer_core.mrmlScene.Clear(0)
+    yield slicer_core
+    slicer_core.mrmlScene.Clear(0)

@@ -108,6 +108,17 @@ def test_folder_outputs_are_named_after_inputs(folder: Path, tmp_path: Path) -> 
     assert nifti[0][1] == tmp_path / "out" / "a_synthesized_x2.nii.gz"
 
 
+def test_two_inputs_with_one_output_name_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("scan.mha", "scan.nii.gz"):
+        touch(folder / name)
+    with pytest.raises(BatchError) as raised:
+        plan_outputs(options_for(folder, tmp_path / "out"), find_inputs(folder))
+    assert "scan.mha and scan.nii.gz would both be written to" in str(raised.value)
+    assert raised.value.exit_code == batch_args.EXIT_USAGE
+
+
 def test_file_output_is_taken_as_given(folder: Path, tmp_path: Path) -> None:
     source = folder / "b.nrrd"
     assert plan_outputs(options_for(source, tmp_path / "thin.nii"), [source]) == [(source, tmp_path / "thin.nii")]

@@ -1,152 +1,186 @@
-"""Render the README figure of the module's side-by-side comparison from a thick CT and its synthesized result.
+"""Render the module's side-by-side comparison with Slicer's own slice views, offscreen, for the README.
 
-The module shows the input in the Red view and the result in the Yellow view, both coronal, rotated to the input's
-planes, fitted and scrolled together (``CTSliceSynthesisLib/slicer_support/layout.py``). This script draws the same
-two views with matplotlib: the coronal reformat through the volume centre, patient right on the left and superior at
-the top (Slicer's default), the thick input drawn with linear interpolation between its slices as Slicer's slice views
-do by default, both with the same window. It is a rendering, not a screenshot of Slicer.
+A thick CT is synthesized with ``ct-slice-synthesis synthesize`` (the bundled weights, the default options, plus
+the disagreement map), then loaded with Slicer's readers into a real MRML scene (``slicer-core``, through
+``Testing/slicer_core_harness.py``). The module's own comparison code (``CTSliceSynthesisWidget.onShowComparison``
+and ``slicer_support/layout.py``) puts the input in the Red view and the result in the Yellow view, coronal,
+rotated to the input's planes, fitted and linked; the disagreement map is shown with the module's Iron heat map.
+Each view is what Slicer's ``vtkMRMLSliceLogic`` draws for it (its blended slice image, no OpenGL needed), with the
+view's colour bar on top. The bottom row zooms the Red view as a user would; the linked Yellow view follows.
 
-    PYTHONPATH=CTSliceSynthesis python -m CTSliceSynthesisLib.cli synthesize \\
-        --input ../shared/data/ct/chest_lungdx_5p0mm.nii.gz --output /tmp/thin_x4.nii.gz --scale 4
-    python Resources/Screenshots/render_slicer_comparison.py --input ../shared/data/ct/chest_lungdx_5p0mm.nii.gz \\
-        --result /tmp/thin_x4.nii.gz --scale 4 --output Resources/Screenshots/slicer_comparison_x4.png
+Two pictures: ``slicer_comparison_x4.png`` (input | result) and ``slicer_comparison_x4_disagreement.png`` (the
+same with the disagreement overlay on the result)::
+
+    PYTHONPATH=CTSliceSynthesis python Resources/Screenshots/render_slicer_comparison.py
+    PYTHONPATH=CTSliceSynthesis python Resources/Screenshots/render_slicer_comparison.py --reuse  # no synthesis
+
+The synthesis outputs are cached under ``~/.cache/ct-slice-synthesis/screenshots/``, named after the input, the
+factor, the options and the bundled weights' manifest; ``--reuse`` renders from them when they exist.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import types
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-RED_VIEW_COLOR = "#f34a33"  # the colours of Slicer's Red and Yellow slice-view controller bars
-YELLOW_VIEW_COLOR = "#edd54c"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_ROOT = REPO_ROOT / "CTSliceSynthesis"
+DEFAULT_INPUT = REPO_ROOT.parent / "shared" / "data" / "ct" / "chest_lungdx_5p0mm.nii.gz"
+DEFAULT_CACHE = Path.home() / ".cache" / "ct-slice-synthesis" / "screenshots"
+MANIFEST = REPO_ROOT / "Resources" / "Models" / "manifest.json"
+VIEW_COLORS = {"Red": (243, 74, 51), "Yellow": (237, 213, 76)}  # Slicer's slice-view controller bar colours
 CT_LUNG_WINDOW = (1400.0, -500.0)  # Slicer's CT-Lung window/level preset (width, level) in HU
-DEFAULT_ZOOM = (0.3, 0.7, 0.12, 0.47)  # (top, bottom, left, right): the patient's right lung in the chest CT
-
-Box = Tuple[float, float, float, float]
-
-
-def radiological_coronal(data: np.ndarray, affine: np.ndarray) -> Tuple[np.ndarray, float, float]:
-    """The central coronal reformat of a volume as Slicer draws it, with its ``(row, column)`` pixel size in mm.
-
-    Rows run from superior to inferior and columns from patient right to left. The volume is first put in the
-    closest RAS+ voxel order (axis permutations and flips only, no resampling).
-    """
-    import nibabel as nib
-
-    image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data), np.asarray(affine, dtype=np.float64)))
-    ras = np.asanyarray(image.dataobj)
-    right, _anterior, superior = (float(z) for z in image.header.get_zooms()[:3])
-    coronal = ras[:, ras.shape[1] // 2, :]  # (R, S), index increasing towards right and superior
-    return coronal.T[::-1, ::-1], superior, right
+BAR_HEIGHT = 8
+GAP = 4
+ZOOM_FRACTION = 0.4  # the bottom row shows this fraction of the fitted field of view
+ZOOM_CENTRE = (0.45, 0.0)  # where it looks: fractions of the fitted half-width (right lung) and half-height
 
 
-def linear_rows(image: np.ndarray, scale: int) -> np.ndarray:
-    """``image`` with ``scale - 1`` rows linearly interpolated between each pair: ``(n - 1)·scale + 1`` rows."""
-    rows = image.shape[0]
-    position = np.arange((rows - 1) * scale + 1) / scale
-    low = np.minimum(np.floor(position).astype(int), rows - 1)
-    high = np.minimum(low + 1, rows - 1)
-    weight = (position - low)[:, None]
-    return image[low].astype(np.float64) * (1.0 - weight) + image[high].astype(np.float64) * weight
+def cached_outputs(input_path: Path, scale: int, synthesis_args: Sequence[str], cache_dir: Path) -> Tuple[Path, Path]:
+    """``(result, disagreement)`` paths for this input, factor, options and bundled weights."""
+    key = hashlib.sha256("\n".join([str(input_path.resolve()), str(input_path.stat().st_size), str(scale),
+                                    *synthesis_args, MANIFEST.read_text()]).encode()).hexdigest()[:12]
+    stem = input_path.name.split(".")[0]
+    return cache_dir / f"{stem}_x{scale}_{key}.nii.gz", cache_dir / f"{stem}_x{scale}_{key}_disagreement.nii.gz"
 
 
-def crop(image: np.ndarray, box: Box) -> np.ndarray:
-    """The part of ``image`` inside ``box`` = ``(top, bottom, left, right)`` as fractions of its height and width."""
-    top, bottom, left, right = box
-    rows, columns = image.shape
-    return image[round(top * rows) : round(bottom * rows), round(left * columns) : round(right * columns)]
+def synthesize(input_path: Path, scale: int, synthesis_args: Sequence[str], result: Path, disagreement: Path) -> None:
+    """Run ``ct-slice-synthesis synthesize`` (this checkout's engine) with the disagreement map."""
+    result.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "CTSliceSynthesisLib.cli", "synthesize", "--input", str(input_path),
+               "--output", str(result), "--scale", str(scale), "--disagreement", str(disagreement), "--overwrite",
+               *synthesis_args]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ENGINE_ROOT), os.environ.get("PYTHONPATH", "")]))
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True, env=environment)
 
 
-def render(
-    thick: np.ndarray,
-    thick_affine: np.ndarray,
-    result: np.ndarray,
-    result_affine: np.ndarray,
-    scale: int,
-    output: Path,
-    window: Tuple[float, float] = CT_LUNG_WINDOW,
-    zoom: Box = DEFAULT_ZOOM,
-) -> None:
-    """Write the comparison PNG: both views fitted (top row) and zoomed on ``zoom`` together (bottom row).
+def view_pixels(slicer, view_name: str) -> np.ndarray:
+    """The RGB image the slice view ``view_name`` shows, top row first, with its colour bar above it."""
+    from vtk.util.numpy_support import vtk_to_numpy
 
-    ``window`` is ``(width, level)`` in HU, applied to both views. The PNG is written with a palette of grey levels
-    and the two view colours (small enough for the README).
-    """
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    thick_view, thick_row_mm, column_mm = radiological_coronal(thick, thick_affine)
-    result_view, result_row_mm, _ = radiological_coronal(result, result_affine)
-    if result_view.shape != ((thick_view.shape[0] - 1) * scale + 1, thick_view.shape[1]):
-        raise ValueError(f"the result {result_view.shape} is not the ×{scale} grid of the input {thick_view.shape}")
-    views = [
-        (f"input (Red, coronal): {thick_row_mm:g} mm slices, drawn with linear interpolation",
-         linear_rows(thick_view, scale), RED_VIEW_COLOR),
-        (f"result ×{scale} (Yellow, coronal): {result_row_mm:g} mm slices", result_view, YELLOW_VIEW_COLOR),
-    ]
-    aspect = result_row_mm / column_mm
-    rows = [[image for _, image, _ in views], [crop(image, zoom) for _, image, _ in views]]
-    heights = [row[0].shape[0] * aspect / row[0].shape[1] for row in rows]  # per unit of panel width
-    panel_inches = 4.5
-    figure, axes = plt.subplots(2, 2, figsize=(2 * panel_inches, panel_inches * sum(heights) + 0.7),
-                                gridspec_kw={"height_ratios": heights}, facecolor="black")
-    width, level = window
-    for column, (title, _, color) in enumerate(views):
-        for row, images in enumerate(rows):
-            ax = axes[row][column]
-            ax.imshow(images[column], cmap="gray", vmin=level - width / 2.0, vmax=level + width / 2.0,
-                      aspect=aspect, interpolation="bilinear")
-            ax.set_axis_off()
-        axes[0][column].set_title(title, fontsize=8.5, color="black", backgroundcolor=color, loc="left")
-        axes[1][column].set_title("zoomed: linked views zoom and scroll together", fontsize=8, color="white",
-                                  loc="left")
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.96, wspace=0.02, hspace=0.08)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, dpi=100, facecolor="black", format="png")
-    plt.close(figure)
-    buffer.seek(0)
-    palette = Image.new("P", (1, 1))
-    palette.putpalette(view_palette())
-    Image.open(buffer).convert("RGB").quantize(palette=palette, dither=Image.Dither.NONE).save(output, optimize=True)
+    logic = slicer.app.layoutManager().sliceWidget(view_name).sliceLogic()
+    producer = logic.GetImageDataConnection().GetProducer()
+    producer.Update()
+    image = producer.GetOutputDataObject(0)
+    width, height, _depth = image.GetDimensions()
+    components = image.GetNumberOfScalarComponents()
+    rgba = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, components)[::-1]
+    # The view draws the slice over its black background: what lies outside the volumes is transparent.
+    alpha = rgba[:, :, 3:].astype(np.float32) / 255.0 if components == 4 else 1.0
+    rgb = np.round(rgba[:, :, :3] * alpha).astype(np.uint8)
+    bar = np.broadcast_to(np.array(VIEW_COLORS[view_name], np.uint8), (BAR_HEIGHT, width, 3))
+    return np.concatenate([bar, rgb])
 
 
-def view_palette() -> List[int]:
-    """A 256-entry RGB palette: 254 grey levels for the images and the two view colours for the title bars."""
-    greys = np.linspace(0, 255, 254).round().astype(int)
-    colours = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in (RED_VIEW_COLOR, YELLOW_VIEW_COLOR)]
-    return [int(v) for grey in greys for v in (grey, grey, grey)] + [v for colour in colours for v in colour]
+def side_by_side(slicer) -> np.ndarray:
+    """Red and Yellow next to each other, as the side-by-side layout shows them."""
+    red, yellow = view_pixels(slicer, "Red"), view_pixels(slicer, "Yellow")
+    return np.concatenate([red, np.zeros((red.shape[0], GAP, 3), np.uint8), yellow], axis=1)
+
+
+def zoom_red(slicer, fraction: float, centre: Tuple[float, float]) -> None:
+    """Zoom and pan the Red view as a user would (an interaction on Red); the linked Yellow view follows."""
+    logic = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
+    node = logic.GetSliceNode()
+    field = node.GetFieldOfView()
+    origin = node.GetXYZOrigin()
+    flags = node.FieldOfViewFlag | node.XYZOriginFlag
+    logic.StartSliceNodeInteraction(flags)
+    node.SetFieldOfView(field[0] * fraction, field[1] * fraction, field[2])
+    node.SetXYZOrigin(origin[0] - centre[0] * field[0] / 2, origin[1] + centre[1] * field[1] / 2, origin[2])
+    logic.EndSliceNodeInteraction()
+
+
+def write_png(pixels: np.ndarray, path: Path) -> None:
+    """Write an RGB image (top row first) with VTK's PNG writer."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    height, width, _ = pixels.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(width, height, 1)
+    image.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(pixels[::-1]).reshape(-1, 3), deep=True))
+    writer = vtk.vtkPNGWriter()
+    writer.SetCompressionLevel(9)
+    writer.SetInputData(image)
+    writer.SetFileName(str(path))
+    writer.Write()
+
+
+def render(input_path: Path, result_path: Path, disagreement_path: Path, output_dir: Path, scale: int,
+           view_size: Tuple[int, int] = (480, 360), window: Tuple[float, float] = CT_LUNG_WINDOW) -> List[Path]:
+    """Load the three volumes with Slicer's readers, lay them out with the module's code and write the pictures."""
+    sys.path.insert(0, str(REPO_ROOT / "Testing"))
+    from slicer_core_harness import ComparisonLayoutManager, installed
+
+    with installed() as slicer:
+        slicer.app.layout_manager = ComparisonLayoutManager(slicer.mrmlScene, slicer.app.applicationLogic(), view_size)
+        import CTSliceSynthesis as module
+
+        inputVolume = slicer.util.loadVolume(str(input_path), {"name": "thick", "show": False})
+        outputVolume = slicer.util.loadVolume(str(result_path), {"name": f"thick synthesized ×{scale}", "show": False})
+        disagreementVolume = slicer.util.loadVolume(str(disagreement_path), {"name": "disagreement", "show": False})
+        inputVolume.GetDisplayNode().SetAutoWindowLevel(False)
+        inputVolume.GetDisplayNode().SetWindowLevel(*window)
+        outputVolume.GetDisplayNode().SetAutoWindowLevel(False)  # the module gives the result the input's window
+        outputVolume.GetDisplayNode().SetWindowLevel(*window)
+        module.CTSliceSynthesisLogic._showAsHeatMap(disagreementVolume,
+                                                    slicer.util.arrayFromVolume(disagreementVolume))
+        params = module.CTSliceSynthesisLogic().getParameterNode()
+        params.inputVolume = inputVolume
+        params.outputVolume = outputVolume
+        params.disagreementVolume = disagreementVolume
+        widget = types.SimpleNamespace(_parameterNode=params)  # onShowComparison reads only the parameter node
+        pictures = []
+        for overlay, name in ((False, f"slicer_comparison_x{scale}.png"),
+                              (True, f"slicer_comparison_x{scale}_disagreement.png")):
+            params.showDisagreementOverlay = overlay
+            module.CTSliceSynthesisWidget.onShowComparison(widget)
+            fitted = side_by_side(slicer)
+            zoom_red(slicer, ZOOM_FRACTION, ZOOM_CENTRE)
+            zoomed = side_by_side(slicer)
+            picture = np.concatenate([fitted, np.zeros((GAP, fitted.shape[1], 3), np.uint8), zoomed])
+            write_png(picture, output_dir / name)
+            pictures.append(output_dir / name)
+    return pictures
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    """The command line of this script."""
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, type=Path, help="the thick-slice NIfTI the module was given")
-    parser.add_argument("--result", required=True, type=Path, help="its synthesized NIfTI")
-    parser.add_argument("--scale", required=True, type=int, help="the factor r of the result")
-    parser.add_argument("--output", required=True, type=Path, help="PNG to write")
-    parser.add_argument("--window", nargs=2, type=float, default=CT_LUNG_WINDOW, metavar=("WIDTH", "LEVEL"),
-                        help="display window in HU (default: Slicer's CT-Lung preset, 1400 -500)")
-    parser.add_argument("--zoom", nargs=4, type=float, default=DEFAULT_ZOOM, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-                        help="zoomed region as fractions of the view's height and width")
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="thick-slice CT (default: %(default)s)")
+    parser.add_argument("--scale", type=int, default=4, help="factor r (default: 4)")
+    parser.add_argument("--output-dir", type=Path, default=Path(__file__).resolve().parent, help="where the PNGs go")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="synthesis outputs (%(default)s)")
+    parser.add_argument("--reuse", action="store_true", help="skip the synthesis when its cached outputs exist")
+    parser.add_argument("--view-size", type=int, nargs=2, default=(480, 360), metavar=("WIDTH", "HEIGHT"))
+    parser.add_argument("synthesis_args", nargs=argparse.REMAINDER,
+                        help="after --: more options for ct-slice-synthesis synthesize (default: none)")
     return parser
 
 
-def main(argv: Sequence[str] = None) -> None:
-    """Read both volumes and write the figure."""
-    import nibabel as nib
-
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Synthesize (unless reused), then render."""
     args = argument_parser().parse_args(argv)
-    thick, result = nib.load(str(args.input)), nib.load(str(args.result))
-    render(np.asanyarray(thick.dataobj), thick.affine, np.asanyarray(result.dataobj), result.affine, args.scale,
-           args.output, tuple(args.window), tuple(args.zoom))
+    synthesis_args = [a for a in args.synthesis_args if a != "--"]
+    result, disagreement = cached_outputs(args.input, args.scale, synthesis_args, args.cache_dir)
+    started = time.monotonic()
+    if not (args.reuse and result.is_file() and disagreement.is_file()):
+        synthesize(args.input, args.scale, synthesis_args, result, disagreement)
+    synthesized = time.monotonic()
+    for picture in render(args.input, result, disagreement, args.output_dir, args.scale, tuple(args.view_size)):
+        print(f"wrote {picture}")
+    print(f"synthesis {synthesized - started:.0f} s, rendering {time.monotonic() - synthesized:.0f} s")
 
 
 if __name__ == "__main__":

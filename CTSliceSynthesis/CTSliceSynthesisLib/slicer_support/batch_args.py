@@ -147,7 +147,12 @@ def plan_outputs(options: BatchOptions, inputs: Sequence[Path]) -> List[Tuple[Pa
             raise BatchError(f"for a folder input, --output must be a folder: {options.output}", EXIT_USAGE)
         extension = OUTPUT_FORMATS[options.output_format]
         pairs = [(source, options.output / output_file_name(source, options.scale, extension)) for source in inputs]
+    sources_by_target = {}
     for source, target in pairs:
+        earlier = sources_by_target.setdefault(target.resolve(), source)
+        if earlier != source:  # e.g. scan.nii.gz and scan.mha in one folder
+            raise BatchError(f"{earlier.name} and {source.name} would both be written to {target}: rename one",
+                             EXIT_USAGE)
         if target.resolve() == source.resolve():
             raise BatchError(f"output would overwrite the input: {target}", EXIT_USAGE)
         if target.exists() and not options.overwrite:
