@@ -81,7 +81,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("benchmark_results"))
     parser.add_argument("--baseline-engine", type=Path, help="CTSliceSynthesis folder of the version to compare")
     parser.add_argument("--skip-memory", action="store_true", help="skip the 512×512×400 ×4 memory rows")
+    parser.add_argument("--precision", default="auto",
+                        help="passed to synthesize (fp32 shows a CPU without native bf16 where auto picks bf16)")
     args = parser.parse_args(argv)
+    precision = ["--precision", args.precision]
     path = DATA_DIR / REAL_CT
     if not path.is_file():
         print(f"{path} not found")
@@ -101,8 +104,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         nib.save(nib.Nifti1Image(chest[:, :, :100], image.affine, image.header), str(source))
         output = work / "out.nii.gz"
         cubic = [sys.executable, str(HERE / "cubic_child.py"), str(source), str(output), "2"]
-        runs = [("z-only cubic", cubic), (adapt_label, synthesize_command(source, output, 2, adapt_flags)),
-                ("z-only cubic", cubic), ("without adaptation", synthesize_command(source, output, 2, ["--adapt-seconds", "0"])),
+        runs = [("z-only cubic", cubic), (adapt_label, synthesize_command(source, output, 2, adapt_flags + precision)),
+                ("z-only cubic", cubic),
+                ("without adaptation", synthesize_command(source, output, 2, ["--adapt-seconds", "0", *precision])),
                 ("z-only cubic", cubic)]
         results = []
         for label, command in runs:
@@ -114,7 +118,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if label == "z-only cubic":
                 continue
             target = TARGET_WITH_ADAPTATION if label.startswith("default") else TARGET_WITHOUT
-            rows.append({"run": f"×2 512×512×100 chest, {label}", "wall_s": round(float(result["wall_s"]), 2),
+            rows.append({"run": f"×2 512×512×100 chest, {label}", "precision": args.precision,
+                         "wall_s": round(float(result["wall_s"]), 2),
                          "z_only_cubic_s": round(cubic_s, 2), "times_cubic": round(float(result["wall_s"]) / cubic_s, 2),
                          "target_times_cubic": target, "met": float(result["wall_s"]) / cubic_s <= target,
                          "peak_rss_gib": round(float(result["peak_rss_gib"]), 3), "load_average": result["load_average"]})
@@ -130,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.baseline_engine is not None:
                 engines.insert(0, ("baseline", args.baseline_engine.resolve()))
             for label, engine in engines:
-                command = synthesize_command(big_source, work / "big.nii", 4, ["--adapt-seconds", "0", "--quiet"])
+                flags = ["--adapt-seconds", "0", "--quiet", *precision]
+                command = synthesize_command(big_source, work / "big.nii", 4, flags)
                 result = timed(command, engine)
                 memory_rows.append({"run": f"×4 512×512×400 without adaptation, {label}", "engine": str(engine),
                                     "wall_s": round(float(result["wall_s"]), 2),
