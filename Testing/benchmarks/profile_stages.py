@@ -150,8 +150,7 @@ def profile_scale(source: Path, scale: int, adapt_steps: int, work: Path) -> Dic
     clock.count_pint()
     try:
         started = time.perf_counter()
-        scan = synthesize_scan(loaded.data, axis, model, geometry, adapt_seconds=1e9 if adapt_steps else 0.0,
-                               adapt_steps=adapt_steps or None)
+        scan = synthesize_scan(loaded.data, axis, model, geometry, adapt_steps=adapt_steps)
         total_synthesis = time.perf_counter() - started
     finally:
         clock.restore()
@@ -162,7 +161,7 @@ def profile_scale(source: Path, scale: int, adapt_steps: int, work: Path) -> Dic
     for name in ("body region", "classical cubic", "PInt coronal", "PInt sagittal"):
         seconds[name] = inner.get(name, 0.0)
     seconds["fusion and assembly"] = synthesis_s - sum(inner.values())
-    description = provenance(scan.model, scale, geometry, scan.adapted_steps)
+    description = provenance(scan.model, scale, geometry, scan.adaptation)
     affine = upsampled_affine(loaded.affine, axis, scale)
     clocked("write .nii.gz", write_nifti, work / "output.nii.gz", scan.result.volume, affine, loaded.header,
             description)
