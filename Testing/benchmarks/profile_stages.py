@@ -46,7 +46,7 @@ from CTSliceSynthesisLib.inference.model_store import load_model  # noqa: E402
 from CTSliceSynthesisLib.inference.pipeline import provenance, slice_geometry, synthesize_scan  # noqa: E402
 from CTSliceSynthesisLib.io.nifti import load_nifti, open_nifti, read_nifti, write_nifti  # noqa: E402
 from CTSliceSynthesisLib.nets.pint import PixelInterpolator  # noqa: E402
-from run_benchmarks import machine_description, markdown_table  # noqa: E402
+from run_benchmarks import markdown_table, report_header  # noqa: E402
 from throughput import conv_stack_throughput, count_flops  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "ct"
@@ -212,8 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{path} not found: nothing to profile")
         return 1
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    report: Dict[str, object] = {"machine": machine_description(torch.device("cpu")), "date": time.strftime("%Y-%m-%d"),
-                                 "label": args.label, "load_average_start": os.getloadavg()}
+    report = report_header(label=args.label)
     with tempfile.TemporaryDirectory(prefix="ctss-profile-") as scratch:
         work = Path(scratch)
         image = nib.load(str(path))

@@ -68,6 +68,12 @@ def run_child(command: Sequence[str]) -> Dict[str, object]:
     return {"wall_s": wall, "peak_rss_gib": usage.ru_maxrss * unit / GIB, "stdout": stdout}
 
 
+def report_header(**extra: object) -> Dict[str, object]:
+    """The start of a CPU benchmark report: the machine, the date, ``extra`` and the load average now."""
+    return {"machine": machine_description(torch.device("cpu")), "date": time.strftime("%Y-%m-%d"), **extra,
+            "load_average_start": os.getloadavg()}
+
+
 def machine_description(device: torch.device) -> Dict[str, object]:
     """CPU model, cores, torch build and threads, native bf16, and the GPU if one is used."""
     model = platform.processor() or platform.machine()

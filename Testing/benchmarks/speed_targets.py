@@ -6,9 +6,8 @@ Each row is a fresh process (``ct-slice-synthesis synthesize``, or ``cubic_child
 interpolation with the same reading and writing), timed end to end with its peak RSS from ``wait4``:
 
 1. ×2 of the first 100 slices of the real chest CT ``chest_4dct_2p0mm`` (512×512×100, ``.nii.gz`` in and out):
-   z-only cubic; the default command (its default adaptation: ``--adapt-steps 100`` is passed when the
-   command's parser has no step budget by default yet); the default command without adaptation. Targets: at
-   most 8× and 5× cubic.
+   z-only cubic; the default command (its default adaptation budget); the default command without adaptation.
+   Targets: at most 8× and 5× cubic.
 2. Peak memory of a 512×512×400 ×4 run without adaptation (the volume: the real chest's slices concatenated
    along z, written to a temporary file), with this engine and, given ``--baseline-engine`` (the
    ``CTSliceSynthesis`` folder of an earlier version), with that one: it must not grow.
@@ -25,7 +24,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -36,24 +34,13 @@ sys.path.insert(0, str(HERE))
 
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from CTSliceSynthesisLib.cli.main import build_parser  # noqa: E402
-from run_benchmarks import machine_description, markdown_table, run_child  # noqa: E402
+from CTSliceSynthesisLib.core.config import DEFAULT_ADAPT_STEPS  # noqa: E402
+from run_benchmarks import markdown_table, report_header, run_child  # noqa: E402
 
 DATA_DIR = HERE.parents[2] / "shared" / "data" / "ct"
 REAL_CT = "chest_4dct_2p0mm.nii.gz"
 TARGET_WITH_ADAPTATION, TARGET_WITHOUT = 8.0, 5.0
-STEP_BUDGET = 100
-
-
-def default_adapt_steps() -> Optional[int]:
-    """The ``synthesize`` parser's default ``--adapt-steps`` (``None`` while the budget is in seconds)."""
-    try:
-        args = build_parser().parse_args(["synthesize", "--input", "x.nii", "--output", "y.nii", "--scale", "2"])
-    except SystemExit:
-        return None
-    return getattr(args, "adapt_steps", None)
 
 
 def synthesize_command(source: Path, output: Path, scale: int, extra: Sequence[str]) -> List[str]:
@@ -90,11 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{path} not found")
         return 1
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    report: Dict[str, object] = {"machine": machine_description(torch.device("cpu")), "date": time.strftime("%Y-%m-%d"),
-                                 "load_average_start": os.getloadavg()}
-    steps = default_adapt_steps()
-    adapt_flags = [] if steps is not None else ["--adapt-steps", str(STEP_BUDGET), "--adapt-seconds", "3600"]
-    adapt_label = f"default adaptation ({steps or STEP_BUDGET} steps{'' if steps else ', passed explicitly'})"
+    report = report_header()
+    adapt_label = f"default adaptation ({DEFAULT_ADAPT_STEPS} steps)"
     rows: List[Dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="ctss-targets-") as scratch:
         work = Path(scratch)
@@ -104,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         nib.save(nib.Nifti1Image(chest[:, :, :100], image.affine, image.header), str(source))
         output = work / "out.nii.gz"
         cubic = [sys.executable, str(HERE / "cubic_child.py"), str(source), str(output), "2"]
-        runs = [("z-only cubic", cubic), (adapt_label, synthesize_command(source, output, 2, adapt_flags + precision)),
+        runs = [("z-only cubic", cubic), (adapt_label, synthesize_command(source, output, 2, precision)),
                 ("z-only cubic", cubic),
                 ("without adaptation", synthesize_command(source, output, 2, ["--adapt-seconds", "0", *precision])),
                 ("z-only cubic", cubic)]
